@@ -1,0 +1,38 @@
+"""System checks: configuration mistakes are reported at start, with stable ids and hints.
+
+The checks tagged `kafka` ask the broker, so they run only on demand (`check --deploy --tag kafka`)
+and when the consumer starts, not on every management command.
+"""
+from django.core.checks import Error, Tags, Warning, register
+
+from kvstore import log, topics
+from kvstore.conf import store_settings
+from kvstore.errors import StoreUnavailable, TopicMisconfigured
+
+KAFKA = "kafka"
+
+
+@register(Tags.compatibility)
+def check_cache_path(app_configs=None, **kwargs):
+    directory = store_settings().cache_path.parent
+    if directory.exists() and not directory.is_dir():
+        return [Error(f"{directory} is not a directory", hint="Set KVSTORE_CACHE_PATH to a file in a writable directory.", id="kvstore.E001")]
+    return []
+
+
+@register(KAFKA, deploy=True)
+def check_topics(app_configs=None, **kwargs):
+    settings = store_settings()
+    names = list(settings.topics().values())
+    try:
+        with log.admin(settings, timeout_ms=5000) as admin:
+            existing = admin.describe(names)
+    except StoreUnavailable as exc:
+        return [Error(str(exc), hint="Start Kafka (bin/kafka-local start) or fix KAFKA_BOOTSTRAP_SERVERS.", id="kvstore.E002")]
+    try:
+        plan = topics.plan(settings, existing)
+    except TopicMisconfigured as exc:
+        return [Error(str(exc), hint="Namespace topics must be compacted and co-partitioned; see `manage.py kvstore_init`.", id="kvstore.E003")]
+    if plan.create:
+        return [Warning(f"missing namespace topics: {', '.join(plan.create)}", hint="Run `python manage.py kvstore_init`.", id="kvstore.W001")]
+    return []

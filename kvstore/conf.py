@@ -1,0 +1,163 @@
+"""Configuration: every environment variable the store reads is read here, once, at start.
+
+`from_environ()` builds one frozen `StoreSettings`; Django's settings module keeps it as
+`settings.KVSTORE` and the rest of the code asks `kvstore.conf.store_settings()` for it.
+A missing or malformed value fails at start with `ImproperlyConfigured`, naming the variable.
+"""
+import dataclasses
+import os
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+NAMESPACES = ("users", "kv")
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+_TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class KafkaSecurity:
+    """TLS and SASL settings passed to every Kafka client."""
+
+    protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreSettings:
+    """The store's configuration; see the README's configuration table for each variable."""
+
+    bootstrap_servers: tuple[str, ...] = ("127.0.0.1:9092",)
+    advertised_url: str = "http://127.0.0.1:8000"
+    cache_path: Path = BASE_DIR / "var" / "cache.sqlite3"
+    group_id: str = "kvstore"
+    topic_prefix: str = "kvstore."
+    partitions: int = 6
+    replication_factor: int = 1
+    topic_configs: tuple[tuple[str, str], ...] = ()
+    peer_allowlist: tuple[str, ...] = ()
+    security: KafkaSecurity = KafkaSecurity()
+    namespaces: tuple[str, ...] = NAMESPACES
+
+    def topic(self, namespace):
+        """The Kafka topic that holds `namespace`."""
+        return self.topic_prefix + namespace
+
+    def topics(self):
+        return {namespace: self.topic(namespace) for namespace in self.namespaces}
+
+
+def store_settings():
+    """The settings in force (tests may override `settings.KVSTORE`)."""
+    from django.conf import settings
+
+    return settings.KVSTORE
+
+
+def from_environ(environ=None):
+    """Build `StoreSettings` from the environment; raise ImproperlyConfigured naming a bad variable."""
+    env = _Env(os.environ if environ is None else environ)
+    defaults = StoreSettings()
+    return StoreSettings(
+        bootstrap_servers=env.list("KAFKA_BOOTSTRAP_SERVERS", defaults.bootstrap_servers),
+        advertised_url=env.url("KVSTORE_ADVERTISED_URL", defaults.advertised_url),
+        cache_path=Path(env.str("KVSTORE_CACHE_PATH", str(defaults.cache_path))),
+        group_id=env.str("KVSTORE_GROUP_ID", defaults.group_id),
+        topic_prefix=env.topic_prefix("KVSTORE_TOPIC_PREFIX", defaults.topic_prefix),
+        partitions=env.int("KVSTORE_PARTITIONS", defaults.partitions, minimum=1),
+        replication_factor=env.int("KVSTORE_REPLICATION_FACTOR", defaults.replication_factor, minimum=1),
+        topic_configs=env.pairs("KVSTORE_TOPIC_CONFIGS"),
+        peer_allowlist=tuple(
+            _base_url(url, "KVSTORE_PEER_ALLOWLIST") for url in env.list("KVSTORE_PEER_ALLOWLIST", ())
+        ),
+        security=_security(env),
+    )
+
+
+def _security(env):
+    security = KafkaSecurity(
+        protocol=env.choice("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", SECURITY_PROTOCOLS),
+        sasl_mechanism=env.choice("KAFKA_SASL_MECHANISM", None, SASL_MECHANISMS),
+        sasl_username=env.str("KAFKA_SASL_USERNAME", None),
+        sasl_password=env.str("KAFKA_SASL_PASSWORD", None),
+        ssl_cafile=env.str("KAFKA_SSL_CAFILE", None),
+        ssl_certfile=env.str("KAFKA_SSL_CERTFILE", None),
+        ssl_keyfile=env.str("KAFKA_SSL_KEYFILE", None),
+    )
+    if security.protocol.startswith("SASL") and not (security.sasl_mechanism and security.sasl_username):
+        raise ImproperlyConfigured(
+            f"KAFKA_SECURITY_PROTOCOL={security.protocol} needs KAFKA_SASL_MECHANISM and KAFKA_SASL_USERNAME"
+        )
+    return security
+
+
+def _base_url(value, name):
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ImproperlyConfigured(f"{name}: {value!r} is not a base URL like http://host:port")
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+class _Env:
+    """Typed access to environment variables; an empty value counts as unset."""
+
+    def __init__(self, environ):
+        self.environ = environ
+
+    def str(self, name, default):
+        value = self.environ.get(name, "").strip()
+        return value if value else default
+
+    def int(self, name, default, minimum):
+        raw = self.str(name, None)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}") from None
+        if value < minimum:
+            raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {value}")
+        return value
+
+    def list(self, name, default):
+        raw = self.str(name, None)
+        if raw is None:
+            return tuple(default)
+        items = tuple(item.strip() for item in raw.split(",") if item.strip())
+        if not items:
+            raise ImproperlyConfigured(f"{name} is set but lists nothing")
+        return items
+
+    def choice(self, name, default, choices):
+        value = self.str(name, default)
+        if value is not None and value not in choices:
+            raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+        return value
+
+    def url(self, name, default):
+        return _base_url(self.str(name, default), name)
+
+    def topic_prefix(self, name, default):
+        value = self.environ.get(name, default)
+        if not _TOPIC_NAME.match(value) or len(value) > 200:
+            raise ImproperlyConfigured(f"{name}: {value!r} may hold only letters, digits, '.', '_' and '-'")
+        return value
+
+    def pairs(self, name):
+        pairs = []
+        for item in self.list(name, ()):
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip() or not value.strip():
+                raise ImproperlyConfigured(f"{name} takes key=value pairs separated by commas, not {item!r}")
+            pairs.append((key.strip(), value.strip()))
+        return tuple(pairs)
