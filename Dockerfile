@@ -1,0 +1,9 @@
+# The kvstore application image: Django + gunicorn + the consumer process (one image, two commands).
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+COPY . .
+EXPOSE 8000
+CMD ["gunicorn", "kvstore.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3"]
