@@ -46,6 +46,10 @@ class StoreSettings:
     topic_configs: tuple[tuple[str, str], ...] = ()
     peer_allowlist: tuple[str, ...] = ()
     security: KafkaSecurity = KafkaSecurity()
+    session_timeout_ms: int = 10000
+    produce_timeout: float = 10.0
+    apply_timeout: float = 5.0
+    heartbeat_timeout: float = 5.0
     namespaces: tuple[str, ...] = NAMESPACES
 
     def topic(self, namespace):
@@ -80,6 +84,10 @@ def from_environ(environ=None):
             _base_url(url, "KVSTORE_PEER_ALLOWLIST") for url in env.list("KVSTORE_PEER_ALLOWLIST", ())
         ),
         security=_security(env),
+        session_timeout_ms=env.int("KVSTORE_SESSION_TIMEOUT_MS", defaults.session_timeout_ms, minimum=1000),
+        produce_timeout=env.seconds("KVSTORE_PRODUCE_TIMEOUT", defaults.produce_timeout),
+        apply_timeout=env.seconds("KVSTORE_APPLY_TIMEOUT", defaults.apply_timeout),
+        heartbeat_timeout=env.seconds("KVSTORE_HEARTBEAT_TIMEOUT", defaults.heartbeat_timeout),
     )
 
 
@@ -127,6 +135,18 @@ class _Env:
             raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}") from None
         if value < minimum:
             raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {value}")
+        return value
+
+    def seconds(self, name, default):
+        raw = self.str(name, None)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name} must be a number of seconds, not {raw!r}") from None
+        if not 0 < value <= 3600:
+            raise ImproperlyConfigured(f"{name} must be more than 0 and at most 3600 seconds, not {value}")
         return value
 
     def list(self, name, default):

@@ -1,10 +1,16 @@
-"""The store's exceptions. HTTP outcomes carry their status code, a stable error code and headers."""
+"""The store's exceptions. HTTP outcomes carry their status code, a stable error code, headers and data;
+`exception_handler` renders every API error as JSON: {"code": ..., "detail": ..., ...}."""
+from django.core.exceptions import RequestDataTooBig
 from rest_framework import status
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.views import exception_handler as drf_exception_handler
 
 
 class StoreError(APIException):
-    """Base of the store's errors; `default_code` is the stable `code` of the JSON error body."""
+    """Base of the store's HTTP errors; `default_code` is the stable `code` of the JSON body."""
+
+    headers = {}
+    extra = {}
 
 
 class StoreUnavailable(StoreError):
@@ -19,5 +25,64 @@ class StoreUnavailable(StoreError):
         self.wait = wait
 
 
+class NotServing(StoreError):
+    """This instance cannot answer for a partition right now (restoring, moving, consumer gone)."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "not_serving"
+
+    def __init__(self, detail, code="not_serving", wait=1, partition=None):
+        super().__init__(detail, code)
+        self.wait = wait
+        self.extra = {"partition": partition} if partition is not None else {}
+        self.headers = {"X-Kvstore-Partition": str(partition)} if partition is not None else {}
+
+
+class InvalidKey(StoreError):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_code = "invalid_key"
+
+
+class RecordTooLarge(StoreError):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "record_too_large"
+
+
+class PreconditionFailed(StoreError):
+    status_code = status.HTTP_412_PRECONDITION_FAILED
+    default_code = "precondition_failed"
+
+    def __init__(self, detail, current_version=None):
+        super().__init__(detail)
+        self.extra = {"current_version": current_version}
+
+
 class TopicMisconfigured(Exception):
     """A namespace topic exists but cannot serve as the store's database (not compacted, wrong size)."""
+
+
+class BodyTooLarge(StoreError):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "body_too_large"
+    default_detail = "The request body is larger than this server accepts."
+
+
+def exception_handler(exc, context):
+    """DRF's handler, with every error body shaped {"code", "detail"} (+ "errors" for field errors)."""
+    if isinstance(exc, RequestDataTooBig):
+        exc = BodyTooLarge()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, ValidationError):
+        errors = response.data
+        detail = "Invalid input." if isinstance(errors, dict) else " ".join(str(e) for e in errors)
+        response.data = {"code": "invalid", "detail": detail, "errors": errors}
+    elif isinstance(exc, APIException):
+        codes = exc.get_codes()
+        response.data = {"code": codes if isinstance(codes, str) else exc.default_code, "detail": str(exc.detail)}
+    if isinstance(exc, StoreError):
+        response.data.update(exc.extra)
+        for name, value in exc.headers.items():
+            response[name] = value
+    return response

@@ -41,6 +41,9 @@ TEMPLATES = [
 DATABASES = {}
 
 STATIC_URL = "static/"
+# Bodies larger than this are refused (413) before they are read; each topic's max.message.bytes is
+# checked on top of it, before anything is produced.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024 * 1024
 USE_TZ = True
 TIME_ZONE = "UTC"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -49,6 +52,8 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "kvstore.errors.exception_handler",
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",

@@ -1,0 +1,161 @@
+"""The read cache: one SQLite file per instance (WAL), written only by the consumer process and read
+by the web workers. It holds the entries of the partitions this instance owns, each partition's
+position and state, the topics' facts, and the consumer's heartbeat."""
+import sqlite3
+import threading
+import time
+
+SCHEMA_VERSION = 1
+RESTORING, READY, REVOKED = "restoring", "ready", "revoked"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (namespace, key)
+) WITHOUT ROWID;
+-- position: the next offset to apply (every record below it is in `entries`).
+-- synced_at: when the log was last known to hold nothing past `position` that this cache missed.
+CREATE TABLE IF NOT EXISTS partitions (
+    namespace TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    target INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    synced_at REAL NOT NULL,
+    applied_at REAL,
+    skipped INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (namespace, partition)
+);
+CREATE TABLE IF NOT EXISTS topics (
+    namespace TEXT PRIMARY KEY,
+    topic TEXT NOT NULL,
+    partitions INTEGER NOT NULL,
+    max_message_bytes INTEGER NOT NULL,
+    delete_retention_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS member (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    pid INTEGER NOT NULL,
+    url TEXT NOT NULL,
+    heartbeat REAL NOT NULL,
+    started_at REAL NOT NULL,
+    applied INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+
+def connect(path, readonly=False):
+    """A connection in autocommit mode (transactions are explicit), WAL, with a busy timeout."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10)
+    conn.execute("PRAGMA busy_timeout = 10000")
+    if readonly:
+        conn.execute("PRAGMA query_only = 1")
+    else:
+        conn.execute("PRAGMA journal_mode = WAL")
+        # NORMAL in WAL mode: a power loss may lose the last transactions, never tear one; what is
+        # lost is re-read from Kafka, because the position is lost with the rows it covers.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.executescript(SCHEMA)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    return conn
+
+
+class Reader:
+    """The web side's view of the cache: one connection per thread, opened lazily."""
+
+    def __init__(self, path):
+        self.path = path
+        self._local = threading.local()
+
+    def connection(self):
+        """This thread's connection, or None while the cache file does not exist."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if not self.path.exists():
+                return None
+            conn = self._local.conn = connect(self.path, readonly=True)
+        return conn
+
+    def snapshot(self):
+        """A context manager for one consistent read transaction; yields None when there is no cache yet."""
+        return _Snapshot(self.connection())
+
+
+class _Snapshot:
+    def __init__(self, conn):
+        self.conn = conn
+
+    def __enter__(self):
+        if self.conn is None:
+            return None
+        self.conn.execute("BEGIN")
+        return View(self.conn)
+
+    def __exit__(self, *exc):
+        if self.conn is not None:
+            self.conn.execute("COMMIT")
+
+
+class View:
+    """Queries inside one read transaction."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def member(self):
+        """(url, heartbeat, pid) of this instance's consumer, or None if it never ran."""
+        try:
+            return self.conn.execute("SELECT url, heartbeat, pid FROM member WHERE id = 1").fetchone()
+        except sqlite3.OperationalError:  # the consumer has not created the schema yet
+            return None
+
+    def topic(self, namespace):
+        """(topic, partitions, max_message_bytes) or None."""
+        return self.conn.execute(
+            "SELECT topic, partitions, max_message_bytes FROM topics WHERE namespace = ?", (namespace,)
+        ).fetchone()
+
+    def partition(self, namespace, partition):
+        """(state, position, target) or None when this instance never held it."""
+        return self.conn.execute(
+            "SELECT state, position, target FROM partitions WHERE namespace = ? AND partition = ?",
+            (namespace, partition),
+        ).fetchone()
+
+    def partitions(self, namespace=None):
+        """Every partition this cache knows: (namespace, partition, state, position, target, applied_at, skipped)."""
+        sql = "SELECT namespace, partition, state, position, target, applied_at, skipped FROM partitions"
+        if namespace is None:
+            return self.conn.execute(sql + " ORDER BY namespace, partition").fetchall()
+        return self.conn.execute(sql + " WHERE namespace = ? ORDER BY partition", (namespace,)).fetchall()
+
+    def entry(self, namespace, key):
+        """(partition, offset, value JSON text) or None."""
+        return self.conn.execute(
+            "SELECT partition, offset, value FROM entries WHERE namespace = ? AND key = ?", (namespace, key)
+        ).fetchone()
+
+    def entries(self, namespace, partitions, after, limit):
+        """Up to `limit` (key, partition, offset, value) of the given partitions, keys after `after`, in key order."""
+        marks = ",".join("?" * len(partitions))
+        return self.conn.execute(
+            f"SELECT key, partition, offset, value FROM entries WHERE namespace = ? AND key > ? "
+            f"AND partition IN ({marks}) ORDER BY key LIMIT ?",
+            (namespace, after, *partitions, limit),
+        ).fetchall()
+
+
+def position(conn, namespace, partition):
+    """(state, position) of one partition: the cheap question a waiting writer asks again and again."""
+    return conn.execute(
+        "SELECT state, position FROM partitions WHERE namespace = ? AND partition = ?", (namespace, partition)
+    ).fetchone()
+
+
+def heartbeat_age(heartbeat):
+    return time.time() - heartbeat

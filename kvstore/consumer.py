@@ -1,0 +1,227 @@
+"""The consumer process: this instance's one consumer-group member and the only writer of its cache.
+
+It restores each partition it is given (from the cache's checkpoint, or from the beginning when there is
+none or it cannot be trusted), serves it only once caught up, applies new records in batches, and keeps
+a heartbeat so the web workers know it is alive.
+"""
+import dataclasses
+import fcntl
+import logging
+import os
+import time
+
+from kvstore import apply, cache, locks, log, topics
+from kvstore.errors import StoreUnavailable
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_EVERY = 0.5
+SYNCED_EVERY = 2.0
+PROGRESS_EVERY = 2.0
+
+
+class AlreadyRunning(Exception):
+    """Another consumer process already writes this cache."""
+
+
+@dataclasses.dataclass
+class Held:
+    """A partition this member holds: where the cache is, and where restoring ends (None once ready)."""
+
+    namespace: str
+    position: int
+    target: int | None
+
+
+class ConsumerProcess:
+    def __init__(self, settings, progress=lambda message: None):
+        self.settings = settings
+        self.progress = progress
+        self.namespace_of = {topic: ns for ns, topic in settings.topics().items()}
+        self.held = {}  # (topic, partition) -> Held
+        self.applied_total = 0
+        self.started_at = time.time()
+        self._restore = _RestoreMeter()
+        self._last = {"heartbeat": 0.0, "synced": 0.0, "progress": 0.0}
+
+    def run(self, should_stop):
+        """Run until `should_stop()` is true, then leave the group at once and stop serving."""
+        with _exclusive(self.settings.cache_path):
+            conn = cache.connect(self.settings.cache_path)
+            self.writer = apply.Writer(conn)
+            self.writer.revoke_all()  # nothing is served until this run has assigned and restored it
+            locks.KeyLocks(locks.path_for(self.settings.cache_path), ()).reset()
+            self.retention_ms = self._record_topics()
+            self._heartbeat()
+            group = log.GroupConsumer(self.settings, self.namespace_of, self.settings.session_timeout_ms)
+            try:
+                while not should_stop():
+                    self._step(group, conn)
+            finally:
+                self.writer.revoke_all()
+                self._heartbeat(alive=False)
+                group.close()
+                conn.close()
+
+    def _record_topics(self):
+        """Verify the namespace topics and store their facts for the web side; {topic: delete.retention.ms}."""
+        with log.admin(self.settings) as admin:
+            existing = admin.describe(list(self.namespace_of))
+        plan = topics.plan(self.settings, existing)
+        if plan.create:
+            raise StoreUnavailable(f"missing namespace topics {', '.join(plan.create)}: run `manage.py kvstore_init`")
+        facts = [
+            (self.namespace_of[name], name, state.partitions, int(state.configs["max.message.bytes"]),
+             int(state.configs["delete.retention.ms"]))
+            for name, state in existing.items()
+        ]
+        self.writer.set_topics(facts)
+        return {name: retention for _, name, _, _, retention in facts}
+
+    def _step(self, group, conn):
+        fetched = group.poll(timeout_ms=100)
+        fresh = self._handle_events(group)
+        batch, moved = self._batch(fetched, fresh)
+        if batch:
+            self.applied_total += apply.apply_batch(conn, batch)
+            group.commit({tp: self.held[tp].position for tp in moved})
+        self._finish_restores(group)
+        self._periodic(group)
+
+    def _handle_events(self, group):
+        """Apply rebalance events in order; return the partitions (re)assigned now, whose fetched records
+        predate our seek and are dropped."""
+        fresh = set()
+        for kind, partitions in group.events():
+            if kind == "assigned":
+                self._assign(group, partitions)
+                fresh.update(partitions)
+            else:
+                self.writer.revoke([(self.namespace_of[t], p) for t, p in partitions])
+                for tp in partitions:
+                    self.held.pop(tp, None)
+                    fresh.discard(tp)
+                logger.info("%s: %s", kind, partitions)
+        return fresh
+
+    def _assign(self, group, partitions):
+        offsets = group.offsets(partitions)
+        for (topic, partition), (start, end) in offsets.items():
+            namespace = self.namespace_of[topic]
+            position, wipe = self._resume_point(topic, namespace, partition, start, end)
+            state = self.writer.start_restore(namespace, partition, position, end, wipe)
+            group.seek(topic, partition, position)
+            self.held[(topic, partition)] = Held(namespace, position, end if state == cache.RESTORING else None)
+            if state == cache.RESTORING:
+                self._restore.add(end - position)
+            logger.info("assigned %s/%s: from %s to %s%s", topic, partition, position, end, " (wiped)" if wipe else "")
+
+    def _resume_point(self, topic, namespace, partition, start, end):
+        """(position to read from, wipe the partition first?) for a newly assigned partition."""
+        checkpoint = self.writer.checkpoint(namespace, partition)
+        if checkpoint is None:
+            return start, True
+        position, synced_at = checkpoint
+        too_old = (time.time() - synced_at) * 1000 > self.retention_ms[topic]
+        if position < start or position > end or too_old:
+            # Compaction may have removed tombstones this cache never saw (or the topic was recreated):
+            # the rows cannot be trusted, rebuild the partition from the start.
+            logger.warning("checkpoint of %s/%s not trusted (position %s, log %s..%s, synced %.0fs ago): rebuilding",
+                           topic, partition, position, start, end, time.time() - synced_at)
+            return start, True
+        return position, False
+
+    def _batch(self, fetched, fresh):
+        """The records to apply, as `apply_batch` takes them, and the partitions they move."""
+        batch, moved = {}, []
+        for tp, records in fetched.items():
+            held = self.held.get(tp)
+            if held is None or tp in fresh:
+                continue
+            records = [r for r in records if r.offset >= held.position]
+            if records:
+                held.position = records[-1].offset + 1
+                batch[(held.namespace, tp[1])] = (records, held.position)
+                moved.append(tp)
+                self._restore.applied(len(records), restoring=held.target is not None)
+        return batch, moved
+
+    def _finish_restores(self, group):
+        for (topic, partition), held in self.held.items():
+            if held.target is None:
+                continue
+            # The consumer's position also moves past records the log no longer has (compaction).
+            reached = max(held.position, group.position(topic, partition) or 0)
+            if reached >= held.target:
+                held.target = None
+                self.writer.mark_ready(held.namespace, partition)
+                logger.info("ready %s/%s at %s", topic, partition, reached)
+        if self._restore.active and all(h.target is None for h in self.held.values()):
+            self.progress(self._restore.finish())
+
+    def _periodic(self, group):
+        now = time.monotonic()
+        if now - self._last["heartbeat"] >= HEARTBEAT_EVERY:
+            self._heartbeat()
+            self._last["heartbeat"] = now
+        if now - self._last["synced"] >= SYNCED_EVERY:
+            caught_up = [
+                (held.namespace, tp[1]) for tp, held in self.held.items()
+                if held.target is None and (group.highwater(*tp) or 0) <= held.position
+            ]
+            if caught_up:
+                self.writer.synced(caught_up)
+            self._last["synced"] = now
+        if self._restore.active and now - self._last["progress"] >= PROGRESS_EVERY:
+            remaining = sum(max(0, h.target - h.position) for h in self.held.values() if h.target is not None)
+            self.progress(self._restore.report(remaining))
+            self._last["progress"] = now
+
+    def _heartbeat(self, alive=True):
+        self.writer.heartbeat(self.settings.advertised_url, os.getpid(), self.applied_total, self.started_at, alive)
+
+
+class _RestoreMeter:
+    """Counts a restore's records for the progress line."""
+
+    def __init__(self):
+        self.active, self.records, self.began = False, 0, 0.0
+
+    def add(self, expected):
+        if not self.active and expected > 0:
+            self.active, self.records, self.began = True, 0, time.monotonic()
+
+    def applied(self, count, restoring):
+        if self.active and restoring:
+            self.records += count
+
+    def rate(self):
+        return self.records / max(time.monotonic() - self.began, 1e-6)
+
+    def report(self, remaining):
+        return f"restoring: {self.records} records applied ({self.rate():.0f}/s), about {remaining} to go"
+
+    def finish(self):
+        self.active = False
+        elapsed = time.monotonic() - self.began
+        return f"restored {self.records} records in {elapsed:.1f}s ({self.rate():.0f}/s); serving"
+
+
+class _exclusive:
+    """Hold an exclusive lock beside the cache file: one consumer process per cache."""
+
+    def __init__(self, cache_path):
+        self.path = cache_path.with_name(cache_path.name + ".consumer.lock")
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.path, "w")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.close()
+            raise AlreadyRunning(f"another kvstore_consume already writes {self.path.with_suffix('')}") from None
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()

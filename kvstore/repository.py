@@ -1,0 +1,209 @@
+"""The repository: get, put, delete and list entries of a namespace, for the views.
+
+Reads come from the cache; writes are routed, serialised per key, produced to Kafka, and answered only
+once this instance's cache has applied them (read-your-writes), or honestly as not yet applied.
+"""
+import dataclasses
+import json
+import os
+import threading
+import time
+import uuid
+
+from rest_framework.exceptions import NotFound
+
+from kvstore import cache, log, routing
+from kvstore.conf import store_settings
+from kvstore.errors import NotServing, PreconditionFailed, RecordTooLarge
+from kvstore import locks
+
+ANY = "*"
+
+
+@dataclasses.dataclass(frozen=True)
+class Version:
+    """An entry's version: the (partition, offset) of the record that wrote it. Its ETag is "p-o"."""
+
+    partition: int
+    offset: int
+
+    @property
+    def etag(self):
+        return f'"{self.partition}-{self.offset}"'
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    key: str
+    value: object
+    version: Version
+
+
+@dataclasses.dataclass(frozen=True)
+class Condition:
+    """A write's precondition: If-Match ETags (or ANY), If-None-Match: * (`absent`), or must exist."""
+
+    if_match: tuple = ()
+    absent: bool = False
+    exists: bool = False
+
+    def check(self, current):
+        etag = current.version.etag if current else None
+        if self.absent and current is not None:
+            raise PreconditionFailed("The entry exists (If-None-Match: *).", etag)
+        if self.if_match and (current is None or (ANY not in self.if_match and etag not in self.if_match)):
+            raise PreconditionFailed("The entry's version does not match If-Match.", etag)
+        if self.exists and current is None:
+            raise NotFound("No such entry.")
+
+
+@dataclasses.dataclass(frozen=True)
+class WriteResult:
+    entry: Entry | None  # None after a delete
+    version: Version
+    applied: bool
+    created: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Page:
+    entries: list
+    after: str | None  # the cursor of the next page, or None on the last page
+
+
+class Repository:
+    def __init__(self, settings):
+        self.settings = settings
+        self.reader = cache.Reader(settings.cache_path)
+        self.locks = locks.KeyLocks(locks.path_for(settings.cache_path), settings.namespaces)
+        self._producer = None
+        self._producer_lock = threading.Lock()
+
+    # Reads
+
+    def get(self, namespace, key):
+        with self.reader.snapshot() as view:
+            route = routing.route(view, self.settings, namespace, key)
+            entry = self._entry(view, route)
+        if entry is None:
+            raise NotFound(f"No entry {key!r} in {namespace!r}.")
+        return entry
+
+    def list(self, namespace, after, limit):
+        """A page of entries in key order, after the key `after`; every partition must be served here."""
+        with self.reader.snapshot() as view:
+            routing.check_consumer(view, self.settings)
+            _, partitions, _ = routing.topic_facts(view, namespace)
+            for partition in range(partitions):
+                routing.check_partition(view, namespace, partition)
+            rows = view.entries(namespace, list(range(partitions)), after or "", limit + 1)
+        entries = [Entry(key, json.loads(value), Version(p, o)) for key, p, o, value in rows[:limit]]
+        return Page(entries, entries[-1].key if len(rows) > limit else None)
+
+    def new_key(self, namespace):
+        """A fresh random key whose partition this instance serves, so creating it needs no redirect."""
+        for _ in range(1000):
+            key = uuid.uuid4().hex
+            try:
+                with self.reader.snapshot() as view:
+                    routing.route(view, self.settings, namespace, key)
+                return key
+            except NotServing as exc:
+                if exc.get_codes() == "consumer_unavailable":
+                    raise
+        raise NotServing("This instance serves no partition of this namespace right now.", wait=2)
+
+    # Writes
+
+    def put(self, namespace, key, value, condition=Condition()):
+        """Write `value` under `key` if `condition` holds; `value` may be a function of the current Entry."""
+        with self.reader.snapshot() as view:
+            route = routing.route(view, self.settings, namespace, key)
+        with self.locks.hold(namespace, key) as slot:
+            current = self._current_under_lock(route, slot)
+            condition.check(current)
+            new_value = value(current) if callable(value) else value
+            payload = json.dumps(new_value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            self._check_size(route, payload)
+            version, applied = self._write(route, slot, payload)
+        return WriteResult(Entry(key, new_value, version), version, applied, created=current is None)
+
+    def delete(self, namespace, key, condition=Condition()):
+        """Write a tombstone for an existing `key`; NotFound when there is none."""
+        with self.reader.snapshot() as view:
+            route = routing.route(view, self.settings, namespace, key)
+        with self.locks.hold(namespace, key) as slot:
+            current = self._current_under_lock(route, slot)
+            dataclasses.replace(condition, exists=True).check(current)
+            version, applied = self._write(route, slot, None)
+        return WriteResult(None, version, applied, created=False)
+
+    def _current_under_lock(self, route, slot):
+        """The entry as of every write acknowledged before: first wait for the bucket's last write."""
+        if slot.last is not None:
+            namespace, partition, offset = slot.last
+            if not self.wait_applied(namespace, partition, offset):
+                raise NotServing("A previous write to this key is not applied yet; try again.", code="write_pending")
+        with self.reader.snapshot() as view:
+            return self._entry(view, route)
+
+    def _write(self, route, slot, payload):
+        written = self.producer().send(route.topic, route.partition, route.key.encode("utf-8"), payload)
+        slot.remember(route.namespace, written.partition, written.offset)
+        applied = self.wait_applied(route.namespace, written.partition, written.offset)
+        return Version(written.partition, written.offset), applied
+
+    def _check_size(self, route, payload):
+        limit = route.max_message_bytes - log.RECORD_OVERHEAD - len(route.key.encode("utf-8"))
+        if len(payload) > limit:
+            raise RecordTooLarge(
+                f"The value is {len(payload)} bytes; this namespace's topic takes at most {limit} for this key."
+            )
+
+    def wait_applied(self, namespace, partition, offset, timeout=None):
+        """Wait until this instance's cache has applied `offset`; False if it has not in time."""
+        deadline = time.monotonic() + (self.settings.apply_timeout if timeout is None else timeout)
+        conn, pause = self.reader.connection(), 0.0005
+        while True:
+            state = cache.position(conn, namespace, partition) if conn is not None else None
+            if state is not None and state[1] > offset:
+                return True
+            if time.monotonic() >= deadline or (state is not None and state[0] == cache.REVOKED):
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 0.005)
+
+    def producer(self):
+        with self._producer_lock:
+            if self._producer is None:
+                self._producer = log.Producer(self.settings, self.settings.produce_timeout)
+            return self._producer
+
+    def close(self):
+        if self._producer is not None:
+            self._producer.close()
+
+    @staticmethod
+    def _entry(view, route):
+        row = view.entry(route.namespace, route.key)
+        # A row written to another partition by a foreign producer is not this key's entry.
+        if row is None or row[0] != route.partition:
+            return None
+        partition, offset, value = row
+        return Entry(route.key, json.loads(value), Version(partition, offset))
+
+
+_repositories = {}
+
+
+def get_repository():
+    """This process's repository for the settings in force (one producer per process, made after fork)."""
+    settings = store_settings()
+    key = (os.getpid(), id(settings))
+    if key not in _repositories:
+        for (pid, _), stale in _repositories.items():
+            if pid == os.getpid():  # a forked child must not touch its parent's producer
+                stale.close()
+        _repositories.clear()
+        _repositories[key] = Repository(settings)
+    return _repositories[key]

@@ -1,0 +1,141 @@
+"""The HTTP API of a namespace (a thin DRF ViewSet over the repository), and health endpoints."""
+import time
+from urllib.parse import urlencode
+
+from django.http import JsonResponse
+from rest_framework import status, viewsets
+from rest_framework.exceptions import ParseError
+from rest_framework.response import Response
+from rest_framework.reverse import reverse
+
+from kvstore import cache, routing
+from kvstore.conf import store_settings
+from kvstore.errors import NotServing
+from kvstore.repository import ANY, Condition, get_repository
+
+MAX_PAGE = 1000
+DEFAULT_PAGE = 100
+
+
+def parse_condition(request):
+    """The write's precondition from If-Match / If-None-Match."""
+    if_none_match = request.headers.get("If-None-Match", "").strip()
+    if if_none_match and if_none_match != ANY:
+        raise ParseError("Writes accept only If-None-Match: *")
+    if_match = tuple(tag.strip() for tag in request.headers.get("If-Match", "").split(",") if tag.strip())
+    return Condition(if_match=if_match, absent=bool(if_none_match))
+
+
+class NamespaceViewSet(viewsets.ViewSet):
+    """Key-addressed CRUD over one namespace. Subclasses set `namespace` and may override the hooks
+    `to_value` (request data → stored JSON) and `represent` (entry → response body)."""
+
+    namespace = None
+    lookup_field = "key"
+    lookup_value_regex = "[^/]+"
+
+    @property
+    def repository(self):
+        return get_repository()
+
+    # Hooks
+
+    def to_value(self, request, partial=False):
+        """The validated value (or, when `partial`, the fields to change) from the request body."""
+        if not request.body:
+            raise ParseError("The request body must be a JSON value.")
+        return request.data
+
+    def merge(self, current, value, partial):
+        """The value to store, given the current Entry (or None); runs while the key is locked."""
+        return value
+
+    def write_condition(self, condition, partial):
+        return condition
+
+    def represent(self, entry):
+        return entry.value
+
+    # Actions
+
+    def list(self, request):
+        limit = self._limit(request)
+        page = self.repository.list(self.namespace, request.query_params.get("after"), limit)
+        next_url = None
+        if page.after is not None:
+            base = reverse(f"{self.basename}-list", request=request)
+            next_url = f"{base}?{_query(after=page.after, limit=limit)}"
+        return Response({"results": [self.represent_listed(e) for e in page.entries], "next": next_url})
+
+    def represent_listed(self, entry):
+        return {"key": entry.key, "value": entry.value, "version": entry.version.etag.strip('"')}
+
+    def retrieve(self, request, key):
+        entry = self.repository.get(self.namespace, key)
+        if entry.version.etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
+            return Response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": entry.version.etag})
+        return Response(self.represent(entry), headers={"ETag": entry.version.etag})
+
+    def update(self, request, key, partial=False):
+        routing.validate_key(key)
+        condition = self.write_condition(parse_condition(request), partial)
+        value = self.to_value(request, partial)
+        result = self.repository.put(self.namespace, key, lambda current: self.merge(current, value, partial), condition)
+        return self.written(result, status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
+
+    def partial_update(self, request, key):
+        return self.update(request, key, partial=True)
+
+    def destroy(self, request, key):
+        result = self.repository.delete(self.namespace, key, parse_condition(request))
+        return self.written(result, status.HTTP_204_NO_CONTENT)
+
+    def written(self, result, done_status, headers=None):
+        """The answer to a write: `done_status` once applied here, else 202 with the version."""
+        headers = {"ETag": result.version.etag, **(headers or {})}
+        if not result.applied:
+            return Response(
+                {"code": "accepted_not_applied", "version": result.version.etag.strip('"'),
+                 "detail": "Written to Kafka, but this instance has not applied it yet; later reads may not show it yet."},
+                status=status.HTTP_202_ACCEPTED, headers=headers,
+            )
+        body = None if result.entry is None else self.represent(result.entry)
+        return Response(body, status=done_status, headers=headers)
+
+    @staticmethod
+    def _limit(request):
+        raw = request.query_params.get("limit", str(DEFAULT_PAGE))
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+            raise ParseError(f"limit must be a whole number from 1 to {MAX_PAGE}.")
+        return int(raw)
+
+
+def _query(**params):
+    return urlencode(params)
+
+
+class KeyValueViewSet(NamespaceViewSet):
+    """Free-form JSON values by key: GET, PUT and DELETE /api/kv/{key}; GET /api/kv/ lists."""
+
+    namespace = "kv"
+    http_method_names = ["get", "put", "delete", "head", "options"]
+
+
+def healthz(request):
+    """The process is alive."""
+    return JsonResponse({"status": "ok"})
+
+
+def readyz(request):
+    """200 only when this instance's consumer is alive and every partition it holds is restored."""
+    settings = store_settings()
+    with get_repository().reader.snapshot() as view:
+        try:
+            routing.check_consumer(view, settings)
+        except NotServing as exc:
+            return JsonResponse({"ready": False, "detail": str(exc.detail)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        held = [row for row in view.partitions() if row[2] != cache.REVOKED]
+    restoring = [f"{ns}/{p}" for ns, p, state, *_ in held if state == cache.RESTORING]
+    ready = bool(held) and not restoring
+    body = {"ready": ready, "partitions": len(held), "restoring": restoring, "time": time.time()}
+    return JsonResponse(body, status=status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE)

@@ -1,0 +1,45 @@
+"""The users API: a small client of the store's repository, over the `users` namespace."""
+import dataclasses
+
+from rest_framework import status
+from rest_framework.reverse import reverse
+
+from kvstore.views import NamespaceViewSet
+from users.serializers import UserSerializer
+
+
+class UserViewSet(NamespaceViewSet):
+    """POST /api/users/ creates (server-made id); GET, PUT, PATCH, DELETE /api/users/{id}."""
+
+    namespace = "users"
+    lookup_field = "key"
+    serializer_class = UserSerializer
+    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
+
+    def get_serializer(self, *args, **kwargs):
+        return UserSerializer(*args, **kwargs)
+
+    def to_value(self, request, partial=False):
+        serializer = UserSerializer(data=request.data, partial=partial)
+        serializer.is_valid(raise_exception=True)
+        return dict(serializer.validated_data)
+
+    def merge(self, current, value, partial):
+        return {**current.value, **value} if partial and current is not None else value
+
+    def write_condition(self, condition, partial):
+        # Users are created only by POST: PUT and PATCH change an existing user (404 otherwise).
+        return dataclasses.replace(condition, exists=True)
+
+    def represent(self, entry):
+        return {"id": entry.key, **entry.value}
+
+    def represent_listed(self, entry):
+        return self.represent(entry)
+
+    def create(self, request):
+        value = self.to_value(request)
+        key = self.repository.new_key(self.namespace)
+        result = self.repository.put(self.namespace, key, value)
+        location = reverse("user-detail", kwargs={"key": key}, request=request)
+        return self.written(result, status.HTTP_201_CREATED, headers={"Location": location})
