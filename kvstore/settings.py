@@ -55,7 +55,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "kvstore.errors.exception_handler",
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": [
-        "rest_framework.renderers.JSONRenderer",
+        "kvstore.renderers.ValueJSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
 }

@@ -1,0 +1,139 @@
+"""Real store instances for tests: `manage.py kvstore_consume` and gunicorn as subprocesses, configured
+only by environment, exactly as a user runs them."""
+import dataclasses
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+
+import requests
+
+from kvstore import conf
+from tests.brokers import ROOT, free_port
+
+PYTHON = sys.executable
+GUNICORN = os.path.join(os.path.dirname(sys.executable), "gunicorn")
+
+
+def isolated_settings(bootstrap, **fields):
+    """StoreSettings of a fresh namespace set: own topic prefix and group id."""
+    unique = uuid.uuid4().hex[:10]
+    defaults = dict(
+        bootstrap_servers=tuple(bootstrap.split(",")),
+        topic_prefix=f"test-{unique}.",
+        group_id=f"test-{unique}",
+        partitions=3,
+        session_timeout_ms=3000,
+    )
+    return dataclasses.replace(conf.from_environ({}), **{**defaults, **fields})
+
+
+def environment(settings, **extra):
+    env = dict(
+        os.environ,
+        DJANGO_SETTINGS_MODULE="kvstore.settings",
+        KAFKA_BOOTSTRAP_SERVERS=",".join(settings.bootstrap_servers),
+        KVSTORE_TOPIC_PREFIX=settings.topic_prefix,
+        KVSTORE_GROUP_ID=settings.group_id,
+        KVSTORE_PARTITIONS=str(settings.partitions),
+        KVSTORE_SESSION_TIMEOUT_MS=str(settings.session_timeout_ms),
+        KVSTORE_CACHE_PATH=str(settings.cache_path),
+        KVSTORE_ADVERTISED_URL=settings.advertised_url,
+        KVSTORE_APPLY_TIMEOUT=str(settings.apply_timeout),
+        KVSTORE_PRODUCE_TIMEOUT=str(settings.produce_timeout),
+        KVSTORE_HEARTBEAT_TIMEOUT=str(settings.heartbeat_timeout),
+        KVSTORE_TOPIC_CONFIGS=",".join(f"{k}={v}" for k, v in settings.topic_configs),
+    )
+    env.update(extra)
+    return env
+
+
+class Instance:
+    """One store instance: a consumer process and a gunicorn server sharing one cache file."""
+
+    def __init__(self, settings, directory, workers=2):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self.settings = dataclasses.replace(settings, cache_path=directory / "cache.sqlite3", advertised_url=self.url)
+        self.workers = workers
+        self.consumer = self.web = None
+        self.consumer_log = directory / "consumer.log"
+
+    def env(self):
+        return environment(self.settings)
+
+    def start_consumer(self):
+        log = open(self.consumer_log, "a")
+        self.consumer = subprocess.Popen(
+            [PYTHON, "manage.py", "kvstore_consume"], cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT
+        )
+        return self.consumer
+
+    def start_web(self):
+        log = open(self.directory / "web.log", "a")
+        self.web = subprocess.Popen(
+            [GUNICORN, "kvstore.wsgi", "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
+             "--threads", "4", "--graceful-timeout", "2"],
+            cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+        )
+        wait_for(lambda: _answers(self.url + "/healthz"), 30, "gunicorn to answer")
+        return self.web
+
+    def start(self):
+        self.start_consumer()
+        self.start_web()
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout=60):
+        wait_for(lambda: _answers(self.url + "/readyz"), timeout, f"{self.url}/readyz to say ready", self.consumer_log)
+
+    def stop_consumer(self, sig=signal.SIGTERM, timeout=30):
+        """Signal the consumer and wait for it; returns its exit code."""
+        if self.consumer is None or self.consumer.poll() is not None:
+            return self.consumer.returncode if self.consumer else None
+        self.consumer.send_signal(sig)
+        return self.consumer.wait(timeout)
+
+    def stop(self):
+        self.stop_consumer()
+        if self.web is not None and self.web.poll() is None:
+            self.web.terminate()
+            try:
+                self.web.wait(10)
+            except subprocess.TimeoutExpired:
+                self.web.kill()
+
+    def cache(self, sql, params=()):
+        """Run a read-only query on this instance's cache file."""
+        conn = sqlite3.connect(f"file:{self.settings.cache_path}?mode=ro", uri=True, timeout=10)
+        try:
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+
+    def api(self, method, path, **kwargs):
+        return requests.request(method, self.url + path, timeout=30, allow_redirects=False, **kwargs)
+
+
+def _answers(url):
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def wait_for(condition, timeout, what, log_file=None, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            tail = ""
+            if log_file is not None and os.path.exists(log_file):
+                tail = "\n" + open(log_file).read()[-3000:]
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}{tail}")
+        time.sleep(interval)
