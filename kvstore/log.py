@@ -24,6 +24,8 @@ def client_config(settings):
     config = {
         "bootstrap_servers": list(settings.bootstrap_servers),
         "security_protocol": security.protocol,
+        # Reconnect within a second of a broker coming back, not after kafka-python's 30 s backoff.
+        "reconnect_backoff_max_ms": 1000,
     }
     if security.sasl_mechanism:
         config.update(
@@ -116,6 +118,14 @@ class Admin:
     def delete(self, names):
         with _translated("delete topics"):
             self._client.delete_topics(list(names), raise_errors=False)
+
+    def group(self, group_id):
+        """(state, member count, {(topic, partition): committed offset}) of a consumer group."""
+        with _translated(f"describe group {group_id}"):
+            described = self._client.describe_groups([group_id])[group_id]
+            committed = self._client.list_group_offsets({group_id: None}).get(group_id, {})
+        offsets = {(tp.topic, tp.partition): meta.offset for tp, meta in committed.items()}
+        return described["group_state"], len(described["members"]), offsets
 
     def offsets(self, topic, partitions, latest=True):
         """{partition: the end offset (latest) or the log start offset (earliest)}."""
@@ -224,8 +234,14 @@ class GroupConsumer:
                 fetch_max_wait_ms=100,
                 max_partition_fetch_bytes=8 * 1024 * 1024,
                 allow_auto_create_topics=False,
+                # The group leader re-plans when partitions appear; stale metadata would delay that.
+                metadata_max_age_ms=5000,
                 **client_config(settings),
             )
+            # Know every topic's partitions before joining: a leader that assigns from empty metadata
+            # hands out nothing.
+            for topic in topics:
+                self._consumer.partitions_for_topic(topic)
             self._consumer.subscribe(list(topics), listener=self._events)
         except kafka.errors.KafkaError as exc:
             raise StoreUnavailable(f"cannot join the consumer group: {exc}") from exc

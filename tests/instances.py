@@ -110,10 +110,16 @@ class Instance:
                 self.web.kill()
 
     def cache(self, sql, params=()):
-        """Run a read-only query on this instance's cache file."""
+        """Run a read-only query on this instance's cache file ([] until the consumer has made it)."""
+        if not self.settings.cache_path.exists():
+            return []
         conn = sqlite3.connect(f"file:{self.settings.cache_path}?mode=ro", uri=True, timeout=10)
         try:
             return conn.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return []
+            raise
         finally:
             conn.close()
 

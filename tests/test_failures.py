@@ -1,0 +1,99 @@
+"""What clients see when Kafka or the consumer process fails: clear 503s and honest 202s, never a lie."""
+import dataclasses
+import os
+import signal
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from kvstore import log, topics
+from tests import rawlog
+from tests.brokers import ROOT, free_port
+from tests.instances import Instance, isolated_settings, wait_for
+
+
+def started_node(settings, directory, **fields):
+    settings = dataclasses.replace(settings, **fields)
+    with log.admin(settings) as admin:
+        topics.ensure(admin, settings)
+    return Instance(settings, directory).start()
+
+
+@pytest.fixture
+def node(kafka_bootstrap, tmp_path):
+    instance = started_node(isolated_settings(kafka_bootstrap), tmp_path / "node", apply_timeout=1.0, heartbeat_timeout=3.0)
+    yield instance
+    instance.stop()
+
+
+def test_a_write_not_applied_in_time_is_202_with_its_version(node):
+    node.consumer.send_signal(signal.SIGSTOP)
+    try:
+        answer = node.api("PUT", "/api/kv/slow", json={"v": 1})
+    finally:
+        node.consumer.send_signal(signal.SIGCONT)
+    assert answer.status_code == 202, answer.text
+    body = answer.json()
+    assert body["code"] == "accepted_not_applied" and answer.headers["ETag"] == f'"{body["version"]}"'
+    wait_for(lambda: node.api("GET", "/api/kv/slow").status_code == 200, 10, "the write to be applied")
+    assert node.api("GET", "/api/kv/slow").headers["ETag"] == answer.headers["ETag"]
+
+
+def test_a_dead_consumer_means_503_not_stale_answers(node):
+    assert node.api("PUT", "/api/kv/k", json=1).status_code == 201
+    node.consumer.send_signal(signal.SIGKILL)
+    node.consumer.wait(10)
+    wait_for(lambda: node.api("GET", "/api/kv/k").status_code == 503, 10, "the heartbeat to go stale")
+    answer = node.api("GET", "/api/kv/k")
+    assert answer.json()["code"] == "consumer_unavailable" and int(answer.headers["Retry-After"]) > 0
+    assert node.api("PUT", "/api/kv/k", json=2).status_code == 503, "no write is taken without a consumer"
+    assert node.api("GET", "/readyz").status_code == 503
+    node.start_consumer()
+    node.wait_ready()
+    assert node.api("GET", "/api/kv/k").json() == 1
+
+
+class OwnBroker:
+    """A broker of this test's own (bin/kafka-local on free ports) that the test may stop and start."""
+
+    def __init__(self, data_dir):
+        self.port = free_port(count=2, step=100)
+        self.env = dict(os.environ, KAFKA_PORT=str(self.port), KAFKA_DATA_DIR=data_dir)
+        self.bootstrap = f"127.0.0.1:{self.port}"
+
+    def run(self, command):
+        subprocess.run([str(ROOT / "bin" / "kafka-local"), command], env=self.env, check=True, capture_output=True, timeout=180)
+
+
+def test_kafka_down_means_503_and_nothing_acknowledged_is_lost(tmp_path):
+    with tempfile.TemporaryDirectory(prefix="kvstore-kafka-") as data:
+        broker = OwnBroker(data)
+        broker.run("start")
+        try:
+            settings = isolated_settings(broker.bootstrap)
+            node = started_node(settings, tmp_path / "node", produce_timeout=2.0)
+            try:
+                acknowledged = {}
+                for i in range(20):
+                    answer = node.api("PUT", f"/api/kv/k{i}", json=i)
+                    assert answer.status_code == 201
+                    acknowledged[f"k{i}"] = i
+                broker.run("stop")
+                began = time.monotonic()
+                refused = node.api("PUT", "/api/kv/during-outage", json="x")
+                assert refused.status_code == 503, refused.text
+                assert refused.json()["code"] == "store_unavailable" and refused.headers["Retry-After"]
+                assert time.monotonic() - began < 10
+                broker.run("start")
+                wait_for(lambda: node.api("GET", "/api/kv/k0").status_code == 200, 60, "service after the outage", node.consumer_log)
+                assert node.api("PUT", "/api/kv/after", json="y").status_code in (200, 201)
+                records = rawlog.read_all([broker.bootstrap], settings.topic("kv"))
+                in_topic = {k.decode(): v for _, _, k, v in records}
+                assert all(in_topic[key] == str(value).encode() for key, value in acknowledged.items())
+                assert node.consumer.poll() is None, "the consumer survived the outage"
+            finally:
+                node.stop()
+        finally:
+            broker.run("stop")
