@@ -6,4 +6,6 @@ COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
 EXPOSE 8000
-CMD ["gunicorn", "kvstore.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3"]
+ENV PYTHON=python KVSTORE_BIND=0.0.0.0
+# One instance = the consumer process + gunicorn (bin/instance runs both, stops both).
+CMD ["bin/instance", "8000"]

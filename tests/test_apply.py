@@ -100,3 +100,26 @@ class TestResumePoint:
     def test_a_checkpoint_older_than_delete_retention_is_rebuilt(self, process, conn):
         conn.execute("UPDATE partitions SET synced_at = ?", (time.time() - 61,))
         assert process._resume_point("kvstore.kv", "kv", 0, start=0, end=90) == (0, True)
+
+
+def test_migrate_creates_the_cache_schema(tmp_path, settings):
+    import dataclasses
+
+    from django.core.management import call_command
+
+    settings.KVSTORE = dataclasses.replace(settings.KVSTORE, cache_path=tmp_path / "fresh" / "cache.sqlite3")
+    call_command("migrate")
+    tables = sqlite3.connect(tmp_path / "fresh" / "cache.sqlite3").execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    assert {name for (name,) in tables} == {"entries", "partitions", "topics", "member"}
+
+
+@pytest.mark.parametrize(
+    "text", ['1', ' {"a": [1, 2.5e3, null, true]} ', '"x"', '\n[]\t', '12345678901234567890123456789', '-0.5']
+)
+def test_is_json_accepts_what_json_loads_accepts(text):
+    assert apply.is_json(text)
+
+
+@pytest.mark.parametrize("text", ['', ' ', '{', '{"a":1}}', '1 2', "'x'", '[1,]', 'nul', '\x0c1', '{"a":1} x'])
+def test_is_json_refuses_what_json_loads_refuses(text):
+    assert not apply.is_json(text)
