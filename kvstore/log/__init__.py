@@ -1,0 +1,11 @@
+"""The log: the one package that imports the Kafka client (kafka-python).
+
+Everything else talks to what is exported here and sees only the store's own exceptions
+(`StoreUnavailable`), never kafka-python's types or errors.
+"""
+from kvstore.log.admin import Admin, TopicState, admin
+from kvstore.log.common import client_config
+from kvstore.log.consumer import GroupConsumer
+from kvstore.log.producer import RECORD_OVERHEAD, Producer, Written
+
+__all__ = ["Admin", "GroupConsumer", "Producer", "RECORD_OVERHEAD", "TopicState", "Written", "admin", "client_config"]
