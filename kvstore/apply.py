@@ -134,13 +134,27 @@ class Writer:
         ])
 
     def revoke_all(self):
-        self._transaction([("UPDATE partitions SET state = ?", (REVOKED,))])
+        """Serve nothing and forget the group's view (the start and the end of a consumer run)."""
+        self._transaction([("UPDATE partitions SET state = ?", (REVOKED,)), ("DELETE FROM group_view", ())])
 
     def synced(self, keys, now=None):
         """These partitions are known to be at the log's end right now."""
         now = time.time() if now is None else now
         self._transaction([
             ("UPDATE partitions SET synced_at = ? WHERE namespace = ? AND partition = ?", (now, ns, p)) for ns, p in keys
+        ])
+
+    def set_group(self, view):
+        self._transaction([(
+            "INSERT OR REPLACE INTO group_view (id, generation, owners, members) VALUES (1, ?, ?, ?)",
+            (view.generation, json.dumps(list(view.owners)), json.dumps(list(view.members))),
+        )])
+
+    def end_offsets(self, ends):
+        """Record the log end offsets last seen: {(namespace, partition): end offset}."""
+        self._transaction([
+            ("UPDATE partitions SET end_offset = ? WHERE namespace = ? AND partition = ?", (end, ns, p))
+            for (ns, p), end in ends.items()
         ])
 
     def heartbeat(self, url, pid, applied, started_at, alive=True):

@@ -1,11 +1,14 @@
 """The read cache: one SQLite file per instance (WAL), written only by the consumer process and read
 by the web workers. It holds the entries of the partitions this instance owns, each partition's
 position and state, the topics' facts, and the consumer's heartbeat."""
+import json
 import sqlite3
 import threading
 import time
 
-SCHEMA_VERSION = 1
+from kvstore.ownership import GroupView
+
+SCHEMA_VERSION = 2
 RESTORING, READY, REVOKED = "restoring", "ready", "revoked"
 
 SCHEMA = """
@@ -27,6 +30,7 @@ CREATE TABLE IF NOT EXISTS partitions (
     state TEXT NOT NULL,
     synced_at REAL NOT NULL,
     applied_at REAL,
+    end_offset INTEGER,
     skipped INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (namespace, partition)
 );
@@ -45,7 +49,15 @@ CREATE TABLE IF NOT EXISTS member (
     started_at REAL NOT NULL,
     applied INTEGER NOT NULL DEFAULT 0
 );
+-- The group as the last assignment described it: owners[p] is the base URL owning index p, or null.
+CREATE TABLE IF NOT EXISTS group_view (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    generation INTEGER NOT NULL,
+    owners TEXT NOT NULL,
+    members TEXT NOT NULL
+);
 """
+TABLES = ("entries", "partitions", "topics", "member", "group_view")
 
 
 def connect(path, readonly=False):
@@ -55,14 +67,23 @@ def connect(path, readonly=False):
     conn.execute("PRAGMA busy_timeout = 10000")
     if readonly:
         conn.execute("PRAGMA query_only = 1")
-    else:
-        conn.execute("PRAGMA journal_mode = WAL")
-        # NORMAL in WAL mode: a power loss may lose the last transactions, never tear one; what is
-        # lost is re-read from Kafka, because the position is lost with the rows it covers.
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.executescript(SCHEMA)
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        return conn
+    conn.execute("PRAGMA journal_mode = WAL")
+    # NORMAL in WAL mode: a power loss may lose the last transactions, never tear one; what is
+    # lost is re-read from Kafka, because the position is lost with the rows it covers.
+    conn.execute("PRAGMA synchronous = NORMAL")
+    _migrate(conn)
     return conn
+
+
+def _migrate(conn):
+    """Create the schema; a cache of another schema version is dropped (Kafka has everything in it)."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version not in (0, SCHEMA_VERSION):
+        for table in TABLES:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+    conn.executescript(SCHEMA)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 class Reader:
@@ -127,9 +148,22 @@ class View:
             (namespace, partition),
         ).fetchone()
 
+    def group(self):
+        """The GroupView of the last assignment, or None before the first."""
+        row = self.conn.execute("SELECT generation, owners, members FROM group_view WHERE id = 1").fetchone()
+        if row is None:
+            return None
+        return GroupView(row[0], tuple(json.loads(row[1])), tuple(json.loads(row[2])))
+
+    def topics(self):
+        """{namespace: (topic, partitions, max_message_bytes)}."""
+        rows = self.conn.execute("SELECT namespace, topic, partitions, max_message_bytes FROM topics").fetchall()
+        return {ns: (topic, partitions, limit) for ns, topic, partitions, limit in rows}
+
     def partitions(self, namespace=None):
-        """Every partition this cache knows: (namespace, partition, state, position, target, applied_at, skipped)."""
-        sql = "SELECT namespace, partition, state, position, target, applied_at, skipped FROM partitions"
+        """Every partition this cache knows:
+        (namespace, partition, state, position, target, applied_at, skipped, end_offset)."""
+        sql = "SELECT namespace, partition, state, position, target, applied_at, skipped, end_offset FROM partitions"
         if namespace is None:
             return self.conn.execute(sql + " ORDER BY namespace, partition").fetchall()
         return self.conn.execute(sql + " WHERE namespace = ? ORDER BY partition", (namespace,)).fetchall()

@@ -42,6 +42,7 @@ class ConsumerProcess:
         self.applied_total = 0
         self.started_at = time.time()
         self._restore = _RestoreMeter()
+        self._view = None
         self._last = {"heartbeat": 0.0, "synced": 0.0, "progress": 0.0}
 
     def run(self, should_stop):
@@ -81,6 +82,11 @@ class ConsumerProcess:
     def _step(self, group, conn):
         fetched = group.poll(timeout_ms=100)
         fresh = self._handle_events(group)
+        view = group.view()
+        if view is not None and view != self._view:
+            self.writer.set_group(view)
+            self._view = view
+            logger.info("generation %s: owners %s", view.generation, view.owners)
         batch, moved = self._batch(fetched, fresh)
         if batch:
             self.applied_total += apply.apply_batch(conn, batch)
@@ -165,10 +171,13 @@ class ConsumerProcess:
             self._heartbeat()
             self._last["heartbeat"] = now
         if now - self._last["synced"] >= SYNCED_EVERY:
+            ends = {(held.namespace, tp[1]): group.highwater(*tp) for tp, held in self.held.items()}
+            ends = {key: end for key, end in ends.items() if end is not None}
             caught_up = [
                 (held.namespace, tp[1]) for tp, held in self.held.items()
-                if held.target is None and (group.highwater(*tp) or 0) <= held.position
+                if held.target is None and ends.get((held.namespace, tp[1]), 0) <= held.position
             ]
+            self.writer.end_offsets(ends)
             if caught_up:
                 self.writer.synced(caught_up)
             self._last["synced"] = now

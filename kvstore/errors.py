@@ -38,6 +38,19 @@ class NotServing(StoreError):
         self.headers = {"X-Kvstore-Partition": str(partition)} if partition is not None else {}
 
 
+class NotOwner(StoreError):
+    """Another instance owns the key's partition: 307 to the same path there (method and body kept)."""
+
+    status_code = status.HTTP_307_TEMPORARY_REDIRECT
+    default_code = "not_owner"
+
+    def __init__(self, owner, partition):
+        super().__init__(f"Partition {partition} is served by {owner}.")
+        self.owner, self.partition = owner, partition
+        self.extra = {"partition": partition, "owner": owner}
+        self.headers = {"X-Kvstore-Partition": str(partition), "X-Kvstore-Owner": owner}
+
+
 class InvalidKey(StoreError):
     status_code = status.HTTP_400_BAD_REQUEST
     default_code = "invalid_key"
@@ -71,6 +84,8 @@ def exception_handler(exc, context):
     """DRF's handler, with every error body shaped {"code", "detail"} (+ "errors" for field errors)."""
     if isinstance(exc, RequestDataTooBig):
         exc = BodyTooLarge()
+    if isinstance(exc, NotOwner):
+        exc, location = _redirect(exc, context["request"])
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -85,4 +100,23 @@ def exception_handler(exc, context):
         response.data.update(exc.extra)
         for name, value in exc.headers.items():
             response[name] = value
+    if isinstance(exc, NotOwner):
+        response["Location"] = location
     return response
+
+
+MAX_HOPS = 2
+HOP_PARAM = "_hop"
+
+
+def _redirect(exc, request):
+    """The Location of a NotOwner, with the hop count raised; past MAX_HOPS, a 503 instead: instances
+    whose views of the group disagree must not bounce a client between them forever."""
+    query = request.query_params.copy()
+    hops = query.get(HOP_PARAM, "0")
+    hops = int(hops) if hops.isdigit() else MAX_HOPS
+    if hops >= MAX_HOPS:
+        return NotServing(f"Partition {exc.partition} is changing owners (redirected {hops} times); try again.",
+                          code="redirect_loop", partition=exc.partition), None
+    query[HOP_PARAM] = str(hops + 1)
+    return exc, f"{exc.owner}{request.path}?{query.urlencode()}"

@@ -12,7 +12,7 @@ import uuid
 
 from rest_framework.exceptions import NotFound
 
-from kvstore import cache, log, routing
+from kvstore import cache, gather, log, routing
 from kvstore.conf import store_settings
 from kvstore.errors import NotServing, PreconditionFailed, RecordTooLarge
 from kvstore import locks
@@ -90,15 +90,25 @@ class Repository:
         return entry
 
     def list(self, namespace, after, limit):
-        """A page of entries in key order, after the key `after`; every partition must be served here."""
+        """A page of entries in key order after the key `after`, gathered from every partition's owner."""
+        after = after or ""
         with self.reader.snapshot() as view:
-            routing.check_consumer(view, self.settings)
-            _, partitions, _ = routing.topic_facts(view, namespace)
-            for partition in range(partitions):
-                routing.check_partition(view, namespace, partition)
-            rows = view.entries(namespace, list(range(partitions)), after or "", limit + 1)
+            where = gather.plan(view, self.settings, namespace)
+            local_rows = view.entries(namespace, [p for p, peer in where.items() if peer is None], after, limit + 1)
+        rows = gather.merge(local_rows, where, namespace, after, limit + 1)
         entries = [Entry(key, json.loads(value), Version(p, o)) for key, p, o, value in rows[:limit]]
         return Page(entries, entries[-1].key if len(rows) > limit else None)
+
+    def local_rows(self, namespace, partitions, after, limit):
+        """Rows of `partitions`, each of which this instance must serve itself (a peer's gather)."""
+        with self.reader.snapshot() as view:
+            routing.check_consumer(view, self.settings)
+            for partition in partitions:
+                held = view.partition(namespace, partition)
+                if held is None or held[0] != cache.READY:
+                    raise NotServing(f"Partition {partition} of {namespace!r} is not served here.",
+                                     code="partition_moving", partition=partition)
+            return view.entries(namespace, partitions, after or "", limit)
 
     def new_key(self, namespace):
         """A fresh random key whose partition this instance serves, so creating it needs no redirect."""

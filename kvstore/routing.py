@@ -3,13 +3,17 @@
 An instance answers for a partition only while its consumer is alive and holds the partition restored.
 """
 import dataclasses
+import ipaddress
+import logging
 import time
 import unicodedata
+from urllib.parse import urlsplit
 
 from kvstore import cache
-from kvstore.errors import InvalidKey, NotServing
+from kvstore.errors import InvalidKey, NotOwner, NotServing
 from kvstore.partitioner import partition_for
 
+logger = logging.getLogger(__name__)
 MAX_KEY_BYTES = 255
 
 
@@ -49,20 +53,49 @@ def topic_facts(view, namespace):
 
 
 def route(view, settings, namespace, key):
-    """The Route of `key`, if this instance serves its partition now; else raise NotServing."""
+    """The Route of `key` if this instance serves its partition now; NotOwner if a peer does;
+    else NotServing."""
     validate_key(key)
     check_consumer(view, settings)
     topic, partitions, max_message_bytes = topic_facts(view, namespace)
     partition = partition_for(key, partitions)
-    check_partition(view, namespace, partition)
+    check_partition(view, settings, namespace, partition)
     return Route(namespace, key, topic, partition, max_message_bytes)
 
 
-def check_partition(view, namespace, partition):
+def owner_of(view, settings, partition):
+    """The allowed peer URL that owns `partition` by the group's last assignment, or None."""
+    group = view.group()
+    owner = group.owner(partition) if group is not None else None
+    if owner is None or owner == settings.advertised_url:
+        return None
+    if not peer_allowed(settings, owner):
+        logger.warning("partition %s: owner %s is not in KVSTORE_PEER_ALLOWLIST; not redirecting", partition, owner)
+        return None
+    return owner
+
+
+def peer_allowed(settings, url):
+    """Only peers on the allow-list (by default: any loopback address) are redirect targets."""
+    if settings.peer_allowlist:
+        return url.rstrip("/") in settings.peer_allowlist
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_partition(view, settings, namespace, partition):
     held = view.partition(namespace, partition)
     if held is None or held[0] == cache.REVOKED:
+        owner = owner_of(view, settings, partition)
+        if owner is not None:
+            raise NotOwner(owner, partition)
         raise NotServing(
-            f"Partition {partition} of {namespace!r} is not held by this instance right now.",
+            f"Partition {partition} of {namespace!r} is moving between instances; its owner is not known yet.",
             code="partition_moving", partition=partition,
         )
     if held[0] == cache.RESTORING:

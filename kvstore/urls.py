@@ -6,6 +6,8 @@ from kvstore import views
 
 urlpatterns = [
     path("api/", include("users.urls")),
+    path("api/cluster", views.ClusterView.as_view(), name="cluster"),
+    path("api/internal/entries/<str:namespace>", views.PartitionEntriesView.as_view(), name="partition-entries"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
 ]

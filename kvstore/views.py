@@ -1,16 +1,15 @@
 """The HTTP API of a namespace (a thin DRF ViewSet over the repository), and health endpoints."""
-import time
 from urllib.parse import urlencode
 
 from django.http import JsonResponse
 from rest_framework import status, viewsets
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import NotFound, ParseError
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
+from rest_framework.views import APIView
 
-from kvstore import cache, routing
+from kvstore import cache, cluster, routing
 from kvstore.conf import store_settings
-from kvstore.errors import NotServing
 from kvstore.repository import ANY, Condition, get_repository
 
 MAX_PAGE = 1000
@@ -103,10 +102,10 @@ class NamespaceViewSet(viewsets.ViewSet):
         return Response(body, status=done_status, headers=headers)
 
     @staticmethod
-    def _limit(request):
+    def _limit(request, maximum=MAX_PAGE):
         raw = request.query_params.get("limit", str(DEFAULT_PAGE))
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
-            raise ParseError(f"limit must be a whole number from 1 to {MAX_PAGE}.")
+        if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+            raise ParseError(f"limit must be a whole number from 1 to {maximum}.")
         return int(raw)
 
 
@@ -121,21 +120,42 @@ class KeyValueViewSet(NamespaceViewSet):
     http_method_names = ["get", "put", "delete", "head", "options"]
 
 
+class PartitionEntriesView(APIView):
+    """GET /api/internal/entries/{namespace}?partitions=0,3&after=&limit= : rows of partitions this
+    instance serves itself, for a peer gathering a list. Never redirects."""
+
+    def get(self, request, namespace):
+        if namespace not in store_settings().namespaces:
+            raise NotFound("No such namespace.")
+        raw = request.query_params.get("partitions", "")
+        if not all(part.isdigit() for part in raw.split(",")):
+            raise ParseError("partitions must be a comma-separated list of partition numbers.")
+        partitions = [int(part) for part in raw.split(",")]
+        limit = NamespaceViewSet._limit(request, maximum=MAX_PAGE + 1)
+        rows = get_repository().local_rows(namespace, partitions, request.query_params.get("after"), limit)
+        return Response({"entries": [list(row) for row in rows]})
+
+
+class ClusterView(APIView):
+    """GET /api/cluster: members, generation, partition → owner, and this instance's partitions."""
+
+    def get(self, request):
+        return Response(cluster.describe(get_repository().reader, store_settings()))
+
+
 def healthz(request):
     """The process is alive."""
     return JsonResponse({"status": "ok"})
 
 
 def readyz(request):
-    """200 only when this instance's consumer is alive and every partition it holds is restored."""
-    settings = store_settings()
-    with get_repository().reader.snapshot() as view:
-        try:
-            routing.check_consumer(view, settings)
-        except NotServing as exc:
-            return JsonResponse({"ready": False, "detail": str(exc.detail)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
-        held = [row for row in view.partitions() if row[2] != cache.REVOKED]
-    restoring = [f"{ns}/{p}" for ns, p, state, *_ in held if state == cache.RESTORING]
-    ready = bool(held) and not restoring
-    body = {"ready": ready, "partitions": len(held), "restoring": restoring, "time": time.time()}
+    """200 only when this instance can answer for every key: its consumer is alive and has joined the
+    group, every partition it holds is restored, and every other partition has a known owner."""
+    described = cluster.describe(get_repository().reader, store_settings())
+    restoring = [f"{p['namespace']}/{p['partition']}" for p in described["local"] if p["state"] == cache.RESTORING]
+    unowned = [int(p) for p, owner in described["owners"].items() if owner is None]
+    joined = described["generation"] is not None
+    ready = described["consumer"]["alive"] and joined and not restoring and not unowned
+    body = {"ready": ready, "consumer_alive": described["consumer"]["alive"], "generation": described["generation"],
+            "partitions": len(described["local"]), "restoring": restoring, "unowned": unowned}
     return JsonResponse(body, status=status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE)

@@ -110,7 +110,7 @@ def test_migrate_creates_the_cache_schema(tmp_path, settings):
     settings.KVSTORE = dataclasses.replace(settings.KVSTORE, cache_path=tmp_path / "fresh" / "cache.sqlite3")
     call_command("migrate")
     tables = sqlite3.connect(tmp_path / "fresh" / "cache.sqlite3").execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-    assert {name for (name,) in tables} == {"entries", "partitions", "topics", "member"}
+    assert {name for (name,) in tables} == {"entries", "partitions", "topics", "member", "group_view"}
 
 
 @pytest.mark.parametrize(

@@ -4,9 +4,9 @@ import threading
 
 import kafka.errors
 from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
-from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 
 from kvstore.errors import StoreUnavailable
+from kvstore.log.assignor import CoPartitionedAssignor
 from kvstore.log.common import client_config, translated as _translated
 
 
@@ -44,12 +44,13 @@ class GroupConsumer:
 
     def __init__(self, settings, topics, session_timeout_ms, max_poll_records=5000):
         self._events = _Events()
+        self._assignor = CoPartitionedAssignor(settings.advertised_url)
         try:
             self._consumer = KafkaConsumer(
                 group_id=settings.group_id,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
-                partition_assignment_strategy=[CooperativeStickyAssignor],
+                partition_assignment_strategy=[self._assignor],
                 session_timeout_ms=session_timeout_ms,
                 heartbeat_interval_ms=max(100, session_timeout_ms // 4),
                 max_poll_records=max_poll_records,
@@ -71,6 +72,10 @@ class GroupConsumer:
     def events(self):
         """Rebalance events since the last call, in order: [("assigned"|"revoked"|"lost", [(topic, partition)])]."""
         return self._events.drain()
+
+    def view(self):
+        """The GroupView of the latest assignment (generation, partition index → owner URL), or None."""
+        return self._assignor.view
 
     def poll(self, timeout_ms):
         """{(topic, partition): [record]}; a record has .offset, .key, .value (None: tombstone), .timestamp."""

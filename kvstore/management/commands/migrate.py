@@ -1,6 +1,7 @@
 """`manage.py migrate`: the store keeps nothing in Django's database; this creates or upgrades the schema
 of this instance's SQLite read cache (the consumer process also does so when it starts)."""
 from django.core.management.base import BaseCommand
+from django.db.migrations.autodetector import MigrationAutodetector
 
 from kvstore import cache
 from kvstore.conf import store_settings
@@ -9,6 +10,7 @@ from kvstore.conf import store_settings
 class Command(BaseCommand):
     help = "Create or upgrade the schema of the read cache at KVSTORE_CACHE_PATH (kvstore has no ORM tables)."
     requires_system_checks = []
+    autodetector = MigrationAutodetector  # Django's check wants migrate and makemigrations to agree
 
     def add_arguments(self, parser):
         parser.add_argument("args", nargs="*", help="ignored (Django's app_label/migration_name)")

@@ -1,0 +1,69 @@
+"""Collections across the cluster: a list is gathered from every partition's owner in parallel and
+merged in key order. A partition that cannot be read is named in a 503, never silently left out."""
+import concurrent.futures
+import heapq
+import threading
+
+import requests
+
+from kvstore import routing
+from kvstore.errors import NotOwner, NotServing
+
+PEER_TIMEOUT = 5.0
+_local = threading.local()
+_pool = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="gather")
+
+
+def plan(view, settings, namespace):
+    """({partition: None for this instance, or the owning peer's URL}) for every partition, or NotServing
+    naming the partitions nobody can serve now."""
+    routing.check_consumer(view, settings)
+    _, partitions, _ = routing.topic_facts(view, namespace)
+    where, missing = {}, []
+    for partition in range(partitions):
+        try:
+            routing.check_partition(view, settings, namespace, partition)
+            where[partition] = None
+        except NotOwner as exc:
+            where[partition] = exc.owner
+        except NotServing:
+            missing.append(partition)
+    if missing:
+        raise NotServing(f"Partitions {missing} of {namespace!r} cannot be read right now.",
+                         code="partitions_unavailable", partition=missing[0])
+    return where
+
+
+def remote_rows(peer, namespace, partitions, after, limit):
+    """Rows (key, partition, offset, value) of `partitions` from `peer`, which must serve them itself."""
+    try:
+        answer = _session().get(
+            f"{peer}/api/internal/entries/{namespace}",
+            params={"partitions": ",".join(map(str, partitions)), "after": after, "limit": limit},
+            timeout=PEER_TIMEOUT, allow_redirects=False,
+        )
+        if answer.status_code == 200:
+            return [tuple(row) for row in answer.json()["entries"]]
+        reason = f"{peer} answered {answer.status_code}"
+    except (requests.RequestException, ValueError, KeyError) as exc:
+        reason = f"{peer} unreachable: {exc.__class__.__name__}"
+    raise NotServing(f"Partitions {partitions} of {namespace!r} cannot be read: {reason}.",
+                     code="partitions_unavailable", partition=partitions[0])
+
+
+def _session():
+    session = getattr(_local, "session", None)
+    if session is None:
+        session = _local.session = requests.Session()
+    return session
+
+
+def merge(local_rows, where, namespace, after, limit):
+    """The first `limit` rows in key order from this instance's rows and every peer's, fetched in parallel."""
+    by_peer = {}
+    for partition, peer in where.items():
+        if peer is not None:
+            by_peer.setdefault(peer, []).append(partition)
+    futures = [_pool.submit(remote_rows, peer, namespace, parts, after, limit) for peer, parts in by_peer.items()]
+    streams = [local_rows] + [future.result() for future in futures]
+    return list(heapq.merge(*streams, key=lambda row: row[0]))[:limit]
