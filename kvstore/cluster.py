@@ -14,7 +14,7 @@ def describe(reader, settings):
         held = view.partitions() if member is not None else []
     alive = member is not None and time.time() - member[1] <= settings.heartbeat_timeout
     return {
-        "instance": settings.advertised_url,
+        "instance": member[0] if member is not None else settings.advertised_url,
         "consumer": {"alive": alive, "heartbeat_age": None if member is None else round(time.time() - member[1], 3)},
         "generation": group.generation if group else None,
         "members": list(group.members) if group else [],

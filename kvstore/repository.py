@@ -15,6 +15,7 @@ from rest_framework.exceptions import NotFound
 from kvstore import cache, gather, log, routing
 from kvstore.conf import store_settings
 from kvstore.errors import NotServing, PreconditionFailed, RecordTooLarge
+from kvstore.partitioner import partition_for
 from kvstore import locks
 
 ANY = "*"
@@ -112,16 +113,16 @@ class Repository:
 
     def new_key(self, namespace):
         """A fresh random key whose partition this instance serves, so creating it needs no redirect."""
-        for _ in range(1000):
+        with self.reader.snapshot() as view:
+            routing.check_consumer(view, self.settings)
+            _, partitions, _ = routing.topic_facts(view, namespace)
+            mine = {p for ns, p, state, *_ in view.partitions(namespace) if state == cache.READY}
+        if not mine:
+            raise NotServing(f"This instance serves no partition of {namespace!r} right now.", wait=2)
+        while True:  # expected tries: partitions / len(mine)
             key = uuid.uuid4().hex
-            try:
-                with self.reader.snapshot() as view:
-                    routing.route(view, self.settings, namespace, key)
+            if partition_for(key, partitions) in mine:
                 return key
-            except NotServing as exc:
-                if exc.get_codes() == "consumer_unavailable":
-                    raise
-        raise NotServing("This instance serves no partition of this namespace right now.", wait=2)
 
     # Writes
 

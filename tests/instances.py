@@ -46,6 +46,7 @@ def environment(settings, **extra):
         KVSTORE_PRODUCE_TIMEOUT=str(settings.produce_timeout),
         KVSTORE_HEARTBEAT_TIMEOUT=str(settings.heartbeat_timeout),
         KVSTORE_TOPIC_CONFIGS=",".join(f"{k}={v}" for k, v in settings.topic_configs),
+        KVSTORE_PEER_ALLOWLIST=",".join(settings.peer_allowlist),
     )
     env.update(extra)
     return env
