@@ -5,7 +5,7 @@ and when the consumer starts, not on every management command.
 """
 from django.core.checks import Error, Tags, Warning, register
 
-from kvstore import log, topics
+from kvstore import log, routing, topics
 from kvstore.conf import store_settings
 from kvstore.errors import StoreUnavailable, TopicMisconfigured
 
@@ -17,6 +17,18 @@ def check_cache_path(app_configs=None, **kwargs):
     directory = store_settings().cache_path.parent
     if directory.exists() and not directory.is_dir():
         return [Error(f"{directory} is not a directory", hint="Set KVSTORE_CACHE_PATH to a file in a writable directory.", id="kvstore.E001")]
+    return []
+
+
+@register(Tags.compatibility)
+def check_advertised_url(app_configs=None, **kwargs):
+    settings = store_settings()
+    if not routing.peer_allowed(settings, settings.advertised_url):
+        return [Warning(
+            f"KVSTORE_ADVERTISED_URL {settings.advertised_url} is not on this instance's peer allow-list, so "
+            "peers configured alike will not redirect to it",
+            hint="Add it to KVSTORE_PEER_ALLOWLIST (every instance's base URL belongs there).", id="kvstore.W002",
+        )]
     return []
 
 

@@ -101,6 +101,23 @@ class Instance:
         self.consumer.send_signal(sig)
         return self.consumer.wait(timeout)
 
+    def kill(self, consumer=True, web=True):
+        """SIGKILL the consumer and/or gunicorn with its workers, as a machine crash would."""
+        victims = []
+        if web and self.web is not None:
+            children = subprocess.run(["pgrep", "-P", str(self.web.pid)], capture_output=True, text=True).stdout
+            victims += [self.web.pid] + [int(pid) for pid in children.split()]
+        if consumer and self.consumer is not None:
+            victims.append(self.consumer.pid)
+        for pid in victims:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for process in (self.web if web else None, self.consumer if consumer else None):
+            if process is not None:
+                process.wait(10)
+
     def stop(self):
         self.stop_consumer()
         if self.web is not None and self.web.poll() is None:

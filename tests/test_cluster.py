@@ -277,8 +277,7 @@ def failover_seconds(nodes, victim, keys, sig):
     survivors = [n for n in nodes if n is not victim]
     began = time.monotonic()
     if sig == signal.SIGKILL:
-        victim.consumer.send_signal(signal.SIGKILL)
-        victim.web.send_signal(signal.SIGKILL)
+        victim.kill()
     else:
         victim.stop()
 
@@ -307,6 +306,22 @@ def test_failover(kafka_bootstrap, tmp_path, sig):
         limit = 3 if sig == signal.SIGTERM else settings.session_timeout_ms / 1000 + 5
         print(f"failover ({signal.Signals(sig).name}): every key served again after {seconds:.2f}s")
         assert seconds < limit
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def test_a_list_with_an_unreachable_owner_is_503_naming_its_partitions(kafka_bootstrap, tmp_path):
+    settings = isolated_settings(kafka_bootstrap, partitions=PARTITIONS)
+    nodes = make_cluster(settings, tmp_path, 2)
+    try:
+        victim = nodes[1]
+        theirs = sorted(int(p) for p, owner in nodes[0].api("GET", "/api/cluster").json()["owners"].items()
+                        if owner == victim.url)
+        victim.kill(consumer=False)  # its consumer still owns its partitions, but nobody can read them
+        answer = nodes[0].api("GET", "/api/kv/")
+        assert answer.status_code == 503 and answer.json()["code"] == "partitions_unavailable"
+        assert str(theirs) in answer.json()["detail"] and answer.headers["Retry-After"]
     finally:
         for node in nodes:
             node.stop()

@@ -54,3 +54,16 @@ def test_values_are_read_from_the_environment():
 def test_malformed_values_fail_at_start_naming_the_variable(environ, message):
     with pytest.raises(ImproperlyConfigured, match=message):
         from_environ(environ)
+
+
+def test_system_check_warns_when_the_advertised_url_is_not_allowed(settings):
+    import dataclasses
+
+    from django.core.checks import run_checks
+
+    settings.KVSTORE = dataclasses.replace(
+        from_environ({}), advertised_url="http://10.1.2.3:8000", peer_allowlist=("http://10.1.2.4:8000",)
+    )
+    assert [m.id for m in run_checks()] == ["kvstore.W002"]
+    settings.KVSTORE = dataclasses.replace(settings.KVSTORE, peer_allowlist=("http://10.1.2.3:8000",))
+    assert run_checks() == []
