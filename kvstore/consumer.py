@@ -16,6 +16,9 @@ from kvstore.errors import StoreUnavailable
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_EVERY = 0.5
+# Group offsets are for Kafka's tools (the cache holds the real checkpoint); committing after every
+# batch cost the broker as much CPU as the writes themselves, so commits are at most this often.
+COMMIT_EVERY = 1.0
 SYNCED_EVERY = 2.0
 PROGRESS_EVERY = 2.0
 
@@ -43,7 +46,8 @@ class ConsumerProcess:
         self.started_at = time.time()
         self._restore = _RestoreMeter()
         self._view = None
-        self._last = {"heartbeat": 0.0, "synced": 0.0, "progress": 0.0}
+        self._last = {"heartbeat": 0.0, "synced": 0.0, "progress": 0.0, "commit": 0.0}
+        self._uncommitted = {}  # (topic, partition) -> position applied but not yet committed
 
     def run(self, should_stop):
         """Run until `should_stop()` is true, then leave the group at once and stop serving."""
@@ -61,7 +65,7 @@ class ConsumerProcess:
             finally:
                 self.writer.revoke_all()
                 self._heartbeat(alive=False)
-                group.close()
+                group.close(self._uncommitted)
                 conn.close()
 
     def _record_topics(self):
@@ -90,7 +94,7 @@ class ConsumerProcess:
         batch, moved = self._batch(fetched, fresh)
         if batch:
             self.applied_total += apply.apply_batch(conn, batch)
-            group.commit({tp: self.held[tp].position for tp in moved})
+            self._uncommitted.update({tp: self.held[tp].position for tp in moved})
         self._finish_restores(group)
         self._periodic(group)
 
@@ -106,6 +110,7 @@ class ConsumerProcess:
                 self.writer.revoke([(self.namespace_of[t], p) for t, p in partitions])
                 for tp in partitions:
                     self.held.pop(tp, None)
+                    self._uncommitted.pop(tp, None)
                     fresh.discard(tp)
                 logger.info("%s: %s", kind, partitions)
         return fresh
@@ -167,6 +172,9 @@ class ConsumerProcess:
 
     def _periodic(self, group):
         now = time.monotonic()
+        if self._uncommitted and now - self._last["commit"] >= COMMIT_EVERY:
+            group.commit(self._uncommitted)
+            self._uncommitted, self._last["commit"] = {}, now
         if now - self._last["heartbeat"] >= HEARTBEAT_EVERY:
             self._heartbeat()
             self._last["heartbeat"] = now

@@ -85,7 +85,8 @@ def exception_handler(exc, context):
     if isinstance(exc, RequestDataTooBig):
         exc = BodyTooLarge()
     if isinstance(exc, NotOwner):
-        exc, location = _redirect(exc, context["request"])
+        request = context["request"]
+        exc, location = redirect_or_loop(exc, request.path, request.query_params)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -109,14 +110,29 @@ MAX_HOPS = 2
 HOP_PARAM = "_hop"
 
 
-def _redirect(exc, request):
-    """The Location of a NotOwner, with the hop count raised; past MAX_HOPS, a 503 instead: instances
-    whose views of the group disagree must not bounce a client between them forever."""
-    query = request.query_params.copy()
+def redirect_or_loop(exc, path, query_params):
+    """(NotOwner, its Location with the hop count raised), or past MAX_HOPS (a NotServing 503, None):
+    instances whose views of the group disagree must not bounce a client between them forever."""
+    query = query_params.copy()
     hops = query.get(HOP_PARAM, "0")
     hops = int(hops) if hops.isdigit() else MAX_HOPS
     if hops >= MAX_HOPS:
         return NotServing(f"Partition {exc.partition} is changing owners (redirected {hops} times); try again.",
                           code="redirect_loop", partition=exc.partition), None
     query[HOP_PARAM] = str(hops + 1)
-    return exc, f"{exc.owner}{request.path}?{query.urlencode()}"
+    return exc, f"{exc.owner}{path}?{query.urlencode()}"
+
+
+def json_response(exc, location=None):
+    """A StoreError as the same JSON response the DRF handler makes, for code that runs before DRF."""
+    from django.http import JsonResponse
+
+    body = {"code": exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code, "detail": str(exc.detail)}
+    response = JsonResponse({**body, **exc.extra}, status=exc.status_code)
+    for name, value in exc.headers.items():
+        response[name] = value
+    if getattr(exc, "wait", None):
+        response["Retry-After"] = str(exc.wait)
+    if location:
+        response["Location"] = location
+    return response

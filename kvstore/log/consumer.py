@@ -107,8 +107,15 @@ class GroupConsumer:
         try:
             self._consumer.commit_async(offsets)
         except kafka.errors.KafkaError:
-            pass  # a commit lost in a rebalance is retried after the next batch; the cache is the checkpoint
+            pass  # a commit lost in a rebalance is made good by the next one; the cache is the checkpoint
 
-    def close(self):
-        """Leave the group at once (the partitions move without waiting for a session timeout)."""
+    def close(self, positions=None):
+        """Commit `positions` if any, then leave the group at once (the partitions move without waiting
+        for a session timeout)."""
+        if positions:
+            offsets = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in positions.items()}
+            try:
+                self._consumer.commit(offsets, timeout_ms=2000)
+            except kafka.errors.KafkaError:
+                pass  # leaving matters more than the last commit
         self._consumer.close(autocommit=False, timeout_ms=5000)
