@@ -71,7 +71,9 @@ def routes(bootstrap, tmp, count):
         keys = [k for k in (f"lat-{i}" for i in range(400)) if owner_of(a, k) == a.url][:50]
         for key in keys:
             requests.put(f"{a.url}/api/kv/{key}", json={"key": key, "pad": "x" * 60}, timeout=10).raise_for_status()
-        session, client = requests.Session(), Client(b.url)
+        session, client_session = requests.Session(), requests.Session()
+        session.trust_env = client_session.trust_env = False  # see docs/PROFILES.md, section 3
+        client = Client(b.url, session=client_session)
         client.refresh()
         results = {}
         for _ in range(2):  # the first pass warms connections and workers; the second is reported

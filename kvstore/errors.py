@@ -135,4 +135,7 @@ def json_response(exc, location=None):
         response["Retry-After"] = str(exc.wait)
     if location:
         response["Location"] = location
+    # Answered before CommonMiddleware, which would set it: without it the body goes chunked and some
+    # clients (urllib3) drop the keep-alive connection on every redirect.
+    response["Content-Length"] = str(len(response.content))
     return response
