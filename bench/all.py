@@ -144,7 +144,7 @@ def start_baseline(tmp, port):
     subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=cwd, env=env, check=True)
     subprocess.run([PYTHON, "manage.py", "seed_users", str(USERS)], cwd=cwd, env=env, check=True)
     web = subprocess.Popen([GUNICORN, "baseline.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(WORKERS),
-                            "--threads", str(THREADS)], cwd=cwd, env=env,
+                            "--threads", str(THREADS), "--no-control-socket"], cwd=cwd, env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: _ok(f"{url}/api/users/u000001/"), 30, "the baseline to answer")

@@ -79,7 +79,7 @@ class Instance:
         log = open(self.directory / "web.log", "a")
         self.web = subprocess.Popen(
             [GUNICORN, "kvstore.wsgi", "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
-             "--threads", "4", "--graceful-timeout", "2"],
+             "--threads", "4", "--graceful-timeout", "2", "--no-control-socket"],
             cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
         )
         wait_for(lambda: _answers(self.url + "/healthz"), 30, "gunicorn to answer")
