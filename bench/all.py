@@ -47,8 +47,10 @@ class Report:
     def __init__(self):
         self.rows, self.notes = [], []
 
-    def row(self, figure, ours, peer, ratio, target, met):
-        verdict = "met" if met else "**missed**"
+    def row(self, figure, ours, peer, ratio, target, met, by=None, why=""):
+        """`by`: how far the figure is from its target, as a fraction (shown when missed); `why`: where
+        the time goes, for a miss."""
+        verdict = "met" if met else f"**missed** by {by:.0%}; {why}" if by is not None else f"**missed**; {why}"
         self.rows.append(f"| {figure} | {ours} | {peer} | {ratio} | {target} | {verdict} |")
         print(self.rows[-1], flush=True)
 
@@ -169,7 +171,8 @@ def run(args, report):
         ours = import_rate(settings, path)
         peer = producer_peer(settings, args.records)
         report.row(f"bulk import, {args.records:,} records of ~100 B (records/s)", f"{ours:,.0f}",
-                   f"{peer:,.0f} (producer_performance)", f"{ours / peer:.2f}×", "≥ 0.8×", ours / peer >= 0.8)
+                   f"{peer:,.0f} (producer_performance)", f"{ours / peer:.2f}×", "≥ 0.8×", ours / peer >= 0.8,
+                   1 - ours / peer / 0.8, "kafka-python's producer path dominates (PROFILES.md)")
         import_rate(settings, users_file(Path(tmp) / "users.jsonl", USERS))
 
         # Cold restore of those records against kafka-python's consumer benchmark.
@@ -186,7 +189,7 @@ def run(args, report):
         ours = (args.records + USERS) / elapsed
         report.row(f"cold restore of {args.records + USERS:,} records, process start → ready (records/s)",
                    f"{ours:,.0f}", f"{peer:,.0f} (consumer_performance)", f"{ours / peer:.2f}×", "≥ 0.6×",
-                   ours / peer >= 0.6)
+                   ours / peer >= 0.6, 1 - ours / peer / 0.6, "PROFILES.md §1: record parsing and SQLite upserts")
         report.note("Peak RSS during the cold restore: " + ", ".join(
             f"{label} {mb:.0f} MB" for label, mb in sorted(sampler.peak.items())))
 
@@ -200,7 +203,7 @@ def run(args, report):
             warm.append(time.monotonic() - began)
         warm = statistics.median(warm)
         report.row(f"warm restart with {args.records + USERS:,} keys, nothing new (s to ready, median of 3)",
-                   f"{warm:.2f}", "—", "—", "≤ 3 s", warm <= 3)
+                   f"{warm:.2f}", "—", "—", "≤ 3 s", warm <= 3, warm / 3 - 1, "see the consumer log")
         node.wait_ready()
         load(args, report, node, tmp)
         routes(args, report, settings, node, tmp)
@@ -233,16 +236,20 @@ def load(args, report, node, tmp):
                 f"{sum(store[k]['not_applied'] for k in ('put', 'put1')):.0f}")
     ratio = store["get"]["rps"] / base["get"]["rps"]
     report.row("GET /api/users/{id}, 16 connections (req/s)", f"{store['get']['rps']:,.0f}",
-               f"{base['get']['rps']:,.0f}", f"{ratio:.2f}×", "≥ 1.0×", ratio >= 1.0)
+               f"{base['get']['rps']:,.0f}", f"{ratio:.2f}×", "≥ 1.0×", ratio >= 1.0, 1 - ratio, "profile the GET path")
     report.row("GET p50 / p99 (ms)", _pp(store["get"]), _pp(base["get"]), "—", "(recorded)", True)
     ratio = store["put"]["rps"] / base["put"]["rps"]
     report.row("PUT /api/users/{id} with read-your-writes, 16 connections (req/s)", f"{store['put']['rps']:,.0f}",
-               f"{base['put']['rps']:,.0f}", f"{ratio:.2f}×", "≥ 0.5×", ratio >= 0.5)
-    report.row("PUT p50 / p99, 16 connections (ms)", _pp(store["put"]), _pp(base["put"]),
-               f"p99 {store['put']['p99_ms'] / base['put']['p99_ms']:.2f}×", "p99 ≤ 1.0×",
-               store["put"]["p99_ms"] <= base["put"]["p99_ms"])
+               f"{base['put']['rps']:,.0f}", f"{ratio:.2f}×", "≥ 0.5×", ratio >= 0.5, 1 - ratio / 0.5, WRITE_COST)
+    p99_ratio = store["put"]["p99_ms"] / base["put"]["p99_ms"]
+    report.row("PUT p50 / p99, 16 connections (ms)", _pp(store["put"]), _pp(base["put"]), f"p99 {p99_ratio:.2f}×",
+               "p99 ≤ 1.0×", p99_ratio <= 1.0, p99_ratio - 1, WRITE_COST)
     report.row("PUT p50 / p99, 1 connection (ms)", _pp(store["put1"]), _pp(base["put1"]), "—", "p50 ≤ 10 ms",
-               store["put1"]["p50_ms"] <= 10)
+               store["put1"]["p50_ms"] <= 10, store["put1"]["p50_ms"] / 10 - 1, WRITE_COST)
+
+
+WRITE_COST = ("PROFILES.md §2: a write costs ~5 ms of CPU across broker, consumer and gunicorn, against ~2 ms "
+              "in one process for the baseline, on 2 shared cores")
 
 
 def _pp(figures):
@@ -279,7 +286,9 @@ def routes(args, report, settings, node, tmp):
             (p50, p99), (peer_p50, peer_p99) = results[name], results[peer]
             report.row(f"{label}, 1 client: p50 (p99) ms", f"{p50:.2f} ({p99:.2f})",
                        f"{peer_p50:.2f} ({peer_p99:.2f}) via the owner, same library", f"{p50 / peer_p50:.2f}×",
-                       f"≤ {target}×", p50 / peer_p50 <= target)
+                       f"≤ {target}×", p50 / peer_p50 <= target, p50 / peer_p50 / target - 1,
+                       "PROFILES.md §3: the 307 is Django's 0.5 ms floor, then the owner's GET, then the client's "
+                       "redirect handling")
         report.note(f"routing client hops while measuring: {client.hops}")
     finally:
         second.stop()
@@ -310,6 +319,9 @@ its consumer process); the baseline (bench/baseline) runs the same gunicorn sett
 ModelViewSet on SQLite (WAL). Load: wrk, 16 connections, {args.seconds} s per figure unless said;
 {USERS:,} users; GET and PUT pick a random existing user. Route latencies: one sequential Python
 client (the routing client is a Python library, so its peers are measured with the same loop).
+A verdict says by how much a target is missed and where the time goes. The baseline's own figures move
+by up to 40 % between runs on this shared machine (PROFILES.md), so read ratios close to a target as
+borderline.
 
 | figure | kvstore | peer | ratio | target | verdict |
 | --- | --- | --- | --- | --- | --- |
