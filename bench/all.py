@@ -4,7 +4,7 @@
 
 Starts a broker (bin/kafka-local), the store and the baseline (bench/baseline: the same users API as a
 Django ORM model with a DRF ModelViewSet on SQLite, under the same gunicorn settings), runs each
-benchmark, stops everything. Load comes from wrk (bench/users.lua) except where the thing measured is
+benchmark, stops everything. Load comes from wrk (bench/load.lua) except where the thing measured is
 a Python library (the routing client), which is measured beside its peer with the same Python loop.
 """
 import argparse
@@ -31,7 +31,7 @@ django.setup()
 import requests  # noqa: E402
 import urllib3  # noqa: E402
 
-from bench.store_bench import all_ready, peer_rate  # noqa: E402
+from bench.store_bench import all_ready, peer_rate, wrk  # noqa: E402
 from kvstore import log, topics  # noqa: E402
 from kvstore.client import Client  # noqa: E402
 from tests.brokers import free_port, kafka_local  # noqa: E402
@@ -56,18 +56,6 @@ class Report:
     def note(self, text):
         self.notes.append(text)
         print(text, flush=True)
-
-
-def wrk(url, script_args, connections, seconds):
-    out = subprocess.run(
-        ["wrk", "-t", str(min(connections, 2)), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s",
-         "-s", str(ROOT / "bench" / "users.lua"), url, "--", *script_args],
-        capture_output=True, text=True, check=True, timeout=seconds + 120,
-    ).stdout
-    line = next(line for line in out.splitlines() if line.startswith("RESULT"))
-    figures = {k: float(v) for k, v in (part.split("=") for part in line.split()[1:])}
-    figures["rps"] = figures["requests"] / figures["seconds"]
-    return figures
 
 
 def users_file(path, count):

@@ -9,7 +9,7 @@ records (~100 bytes) over 200k keys to a fresh kv topic with a plain producer, t
 2. cold restore: `manage.py kvstore_consume` on an empty cache until every partition is ready;
 3. warm restart: SIGTERM, start again with nothing new, time until every partition is ready;
 4. PUT latency with read-your-writes: gunicorn (3 workers x 4 threads) + the consumer, driven by wrk
-   (bench/put.lua) with 1 and 16 connections; wrk runs on the same 2 cores as the store.
+   (bench/load.lua, mode putkv) with 1 and 16 connections; wrk runs on the same 2 cores as the store.
 
 Prints a Markdown report on stdout.
 """
@@ -80,15 +80,17 @@ def restore(node, records):
     return elapsed, own[-1] if own else None, peak_rss_mb(node.consumer.pid)
 
 
-def wrk(url, connections, seconds):
+def wrk(url, script_args, connections, seconds):
+    """Run wrk with bench/load.lua (`script_args`: its mode and count); the figures of its RESULT line."""
     out = subprocess.run(
         ["wrk", "-t", str(min(connections, 2)), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s",
-         "-s", str(ROOT / "bench" / "put.lua"), url],
-        capture_output=True, text=True, check=True, timeout=seconds + 60,
+         "-s", str(ROOT / "bench" / "load.lua"), url, "--", *script_args],
+        capture_output=True, text=True, check=True, timeout=seconds + 120,
     ).stdout
     line = next(line for line in out.splitlines() if line.startswith("RESULT"))
-    figures = dict(part.split("=") for part in line.split()[1:])
-    return {k: float(v) for k, v in figures.items()}
+    figures = {k: float(v) for k, v in (part.split("=") for part in line.split()[1:])}
+    figures["rps"] = figures["requests"] / figures["seconds"]
+    return figures
 
 
 def main():
@@ -133,10 +135,10 @@ def main():
 
         node.start()
         for connections in (1, 16):
-            figures = wrk(node.url, connections, args.seconds)
+            figures = wrk(node.url, ["putkv"], connections, args.seconds)
             report.append(
                 f"- PUT with read-your-writes, {connections} connection(s), {args.seconds}s: "
-                f"{figures['requests'] / figures['seconds']:,.0f} req/s, p50 **{figures['p50_ms']:.1f} ms**, "
+                f"{figures['rps']:,.0f} req/s, p50 **{figures['p50_ms']:.1f} ms**, "
                 f"p99 **{figures['p99_ms']:.1f} ms**; non-2xx {figures['non2xx']:.0f}, "
                 f"202 (not applied in time) {figures['not_applied']:.0f}, socket errors {figures['socket_errors']:.0f}"
             )

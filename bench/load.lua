@@ -1,5 +1,8 @@
--- wrk script: GET or PUT /api/users/{id}/ of existing users u000000 … u(N-1), chosen at random.
---   wrk ... -s bench/users.lua URL -- get 10000      wrk ... -s bench/users.lua URL -- put 10000
+-- wrk script. Modes:
+--   get N    GET /api/users/{id}/ of a random existing user u000000 … u(N-1)
+--   put N    PUT a new name and email to a random existing user
+--   putkv    PUT a small JSON value under a fresh /api/kv/ key per request
+--   wrk ... -s bench/load.lua URL -- get 10000
 -- Prints one RESULT line: requests, seconds, p50/p99 in ms, non-2xx answers, 202 (not applied) answers.
 local threads = {}
 
@@ -17,6 +20,11 @@ end
 
 function request()
   n = n + 1
+  if mode == "putkv" then
+    local key = string.format("bench-%d-%d-%d", id, math.random(1, 1000000000), n)
+    return wrk.format("PUT", "/api/kv/" .. key, {["Content-Type"] = "application/json"},
+      string.format('{"name":"bench","n":%d,"pad":"%s"}', n, string.rep("x", 40)))
+  end
   local path = string.format("/api/users/u%06d/", math.random(0, count - 1))
   if mode == "get" then
     return wrk.format("GET", path)
