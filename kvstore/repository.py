@@ -77,15 +77,21 @@ class Repository:
         self.settings = settings
         self.reader = cache.Reader(settings.cache_path)
         self.locks = locks.KeyLocks(locks.path_for(settings.cache_path), settings.namespaces)
-        self._producer = None
+        self._producer = self._admin = None
         self._producer_lock = threading.Lock()
 
     # Reads
 
-    def get(self, namespace, key):
+    def get(self, namespace, key, strong=False):
+        """The entry of `key`. `strong`: first wait until the cache has applied everything the partition
+        held when asked (Kafka's end offset), so writes made through any producer are seen."""
         with self.reader.snapshot() as view:
             route = routing.route(view, self.settings, namespace, key)
-            entry = self._entry(view, route)
+            entry = None if strong else self._entry(view, route)
+        if strong:
+            self._catch_up(route)
+            with self.reader.snapshot() as view:
+                entry = self._entry(view, route)
         if entry is None:
             raise NotFound(f"No entry {key!r} in {namespace!r}.")
         return entry
@@ -184,6 +190,15 @@ class Repository:
             time.sleep(pause)
             pause = min(pause * 2, 0.005)
 
+    def _catch_up(self, route):
+        with self._producer_lock:
+            if self._admin is None:
+                self._admin = log.open_admin(self.settings, timeout_ms=int(self.settings.produce_timeout * 1000))
+        end = self._admin.offsets(route.topic, [route.partition])[route.partition]
+        if end > 0 and not self.wait_applied(route.namespace, route.partition, end - 1):
+            raise NotServing(f"Partition {route.partition} has not caught up with Kafka's end offset {end} yet.",
+                             code="not_caught_up", partition=route.partition)
+
     def producer(self):
         with self._producer_lock:
             if self._producer is None:
@@ -191,8 +206,9 @@ class Repository:
             return self._producer
 
     def close(self):
-        if self._producer is not None:
-            self._producer.close()
+        for client in (self._producer, self._admin):
+            if client is not None:
+                client.close()
 
     @staticmethod
     def _entry(view, route):

@@ -70,7 +70,10 @@ class NamespaceViewSet(viewsets.ViewSet):
         return {"key": entry.key, "value": entry.value, "version": entry.version.etag.strip('"')}
 
     def retrieve(self, request, key):
-        entry = self.repository.get(self.namespace, key)
+        consistency = request.query_params.get("consistency", "cache")
+        if consistency not in ("cache", "strong"):
+            raise ParseError("consistency must be 'cache' (the default) or 'strong'.")
+        entry = self.repository.get(self.namespace, key, strong=consistency == "strong")
         if entry.version.etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
             return Response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": entry.version.etag})
         return Response(self.represent(entry), headers={"ETag": entry.version.etag})

@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
@@ -97,3 +98,19 @@ def test_kafka_down_means_503_and_nothing_acknowledged_is_lost(tmp_path):
                 node.stop()
         finally:
             broker.run("stop")
+
+
+def test_a_strong_read_waits_for_what_kafka_already_has(node):
+    """A record written by another producer is in Kafka but not yet in this cache (the consumer is paused):
+    a default read answers from the cache; `?consistency=strong` waits until the cache has caught up."""
+    assert node.api("PUT", "/api/kv/strong", json="old").status_code == 201
+    node.consumer.send_signal(signal.SIGSTOP)
+    try:
+        rawlog.produce(list(node.settings.bootstrap_servers), node.settings.topic("kv"), [("strong", '"new"')])
+        assert node.api("GET", "/api/kv/strong").json() == "old"
+        threading.Timer(0.5, node.consumer.send_signal, (signal.SIGCONT,)).start()
+        answer = node.api("GET", "/api/kv/strong?consistency=strong")
+    finally:
+        node.consumer.send_signal(signal.SIGCONT)
+    assert answer.status_code == 200 and answer.json() == "new"
+    assert node.api("GET", "/api/kv/strong?consistency=eventual").status_code == 400

@@ -22,19 +22,25 @@ class TopicState:
     configs: dict
 
 
-@contextlib.contextmanager
-def admin(settings, timeout_ms=10000):
-    """An `Admin` for the duration of a `with` block."""
+def open_admin(settings, timeout_ms=10000):
+    """A long-lived `Admin`; the caller closes it."""
     try:
         client = KafkaAdminClient(
             request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms, **client_config(settings)
         )
     except kafka.errors.KafkaError as exc:
         raise StoreUnavailable(f"cannot reach Kafka at {','.join(settings.bootstrap_servers)}: {exc}") from exc
+    return Admin(client)
+
+
+@contextlib.contextmanager
+def admin(settings, timeout_ms=10000):
+    """An `Admin` for the duration of a `with` block."""
+    opened = open_admin(settings, timeout_ms)
     try:
-        yield Admin(client)
+        yield opened
     finally:
-        client.close()
+        opened.close()
 
 
 class Admin:
@@ -42,6 +48,9 @@ class Admin:
 
     def __init__(self, client):
         self._client = client
+
+    def close(self):
+        self._client.close()
 
     def describe(self, names):
         """{name: TopicState or None when the topic does not exist}."""
