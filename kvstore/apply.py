@@ -115,17 +115,21 @@ class Writer:
         if wipe:
             statements.append(("DELETE FROM entries WHERE namespace = ? AND partition = ?", (namespace, partition)))
         synced = "excluded.synced_at" if wipe else "partitions.synced_at"
+        now = time.time()
         statements.append((
-            "INSERT INTO partitions (namespace, partition, position, target, state, synced_at) VALUES (?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (namespace, partition) DO UPDATE SET position = excluded.position, target = excluded.target, "
-            f"state = excluded.state, synced_at = {synced}",
-            (namespace, partition, position, target, state, time.time()),
+            "INSERT INTO partitions (namespace, partition, position, target, state, synced_at, ready_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (namespace, partition) DO UPDATE SET position = excluded.position, "
+            f"target = excluded.target, state = excluded.state, synced_at = {synced}, ready_at = excluded.ready_at",
+            (namespace, partition, position, target, state, now, now if state == READY else None),
         ))
         self._transaction(statements)
         return state
 
     def mark_ready(self, namespace, partition):
-        self._transaction([("UPDATE partitions SET state = ? WHERE namespace = ? AND partition = ?", (READY, namespace, partition))])
+        self._transaction([(
+            "UPDATE partitions SET state = ?, ready_at = ? WHERE namespace = ? AND partition = ?",
+            (READY, time.time(), namespace, partition),
+        )])
 
     def revoke(self, keys):
         """Stop serving these (namespace, partition); their rows and positions stay for a later return."""

@@ -8,7 +8,7 @@ import time
 
 from kvstore.ownership import GroupView
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 RESTORING, READY, REVOKED = "restoring", "ready", "revoked"
 
 SCHEMA = """
@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS partitions (
     synced_at REAL NOT NULL,
     applied_at REAL,
     end_offset INTEGER,
+    ready_at REAL,
     skipped INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (namespace, partition)
 );
@@ -159,6 +160,14 @@ class View:
         """{namespace: (topic, partitions, max_message_bytes)}."""
         rows = self.conn.execute("SELECT namespace, topic, partitions, max_message_bytes FROM topics").fetchall()
         return {ns: (topic, partitions, limit) for ns, topic, partitions, limit in rows}
+
+    def ready_at(self, namespace, partition):
+        """When this instance last started serving the partition (None if it does not)."""
+        row = self.conn.execute(
+            "SELECT ready_at FROM partitions WHERE namespace = ? AND partition = ? AND state = ?",
+            (namespace, partition, READY),
+        ).fetchone()
+        return row[0] if row else None
 
     def partitions(self, namespace=None):
         """Every partition this cache knows:

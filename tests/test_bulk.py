@@ -10,7 +10,7 @@ from kvstore import bulk
 from kvstore.conf import from_environ
 from tests import rawlog
 from tests.brokers import ROOT
-from tests.instances import Instance, environment, wait_for
+from tests.instances import Instance, environment
 
 
 def write_lines(path, items):

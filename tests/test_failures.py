@@ -114,3 +114,21 @@ def test_a_strong_read_waits_for_what_kafka_already_has(node):
         node.consumer.send_signal(signal.SIGCONT)
     assert answer.status_code == 200 and answer.json() == "new"
     assert node.api("GET", "/api/kv/strong?consistency=eventual").status_code == 400
+
+
+def test_a_partition_that_just_arrived_catches_up_before_judging_a_condition(node):
+    """Right after a partition is (re)assigned, a write its previous owner produced can land after the end
+    offset this instance restored to. A conditional write must not be judged against the older cache."""
+    first = node.api("PUT", "/api/kv/moved", json="v1")
+    assert node.stop_consumer() == 0
+    node.start_consumer()
+    node.wait_ready()  # the partition has just come (back) to this instance
+    node.consumer.send_signal(signal.SIGSTOP)
+    try:
+        rawlog.produce(list(node.settings.bootstrap_servers), node.settings.topic("kv"), [("moved", '"v2"')])
+        threading.Timer(0.5, node.consumer.send_signal, (signal.SIGCONT,)).start()
+        answer = node.api("PUT", "/api/kv/moved", json="v3", headers={"If-Match": first.headers["ETag"]})
+    finally:
+        node.consumer.send_signal(signal.SIGCONT)
+    assert answer.status_code == 412, "v2 superseded the version the writer had seen"
+    assert node.api("GET", "/api/kv/moved").json() == "v2"
