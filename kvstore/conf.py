@@ -125,26 +125,28 @@ class _Env:
         value = self.environ.get(name, "").strip()
         return value if value else default
 
-    def int(self, name, default, minimum):
+    def _number(self, name, convert, what):
+        """The variable converted with `convert`, or None when unset; ImproperlyConfigured if malformed."""
         raw = self.str(name, None)
         if raw is None:
-            return default
+            return None
         try:
-            value = int(raw)
+            return convert(raw)
         except ValueError:
-            raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}") from None
+            raise ImproperlyConfigured(f"{name} must be {what}, not {raw!r}") from None
+
+    def int(self, name, default, minimum):
+        value = self._number(name, int, "a whole number")
+        if value is None:
+            return default
         if value < minimum:
             raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {value}")
         return value
 
     def seconds(self, name, default):
-        raw = self.str(name, None)
-        if raw is None:
+        value = self._number(name, float, "a number of seconds")
+        if value is None:
             return default
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ImproperlyConfigured(f"{name} must be a number of seconds, not {raw!r}") from None
         if not 0 < value <= 3600:
             raise ImproperlyConfigured(f"{name} must be more than 0 and at most 3600 seconds, not {value}")
         return value

@@ -1,6 +1,7 @@
 """The store's exceptions. HTTP outcomes carry their status code, a stable error code, headers and data;
 `exception_handler` renders every API error as JSON: {"code": ..., "detail": ..., ...}."""
 from django.core.exceptions import RequestDataTooBig
+from django.http import JsonResponse
 from rest_framework import status
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -95,8 +96,7 @@ def exception_handler(exc, context):
         detail = "Invalid input." if isinstance(errors, dict) else " ".join(str(e) for e in errors)
         response.data = {"code": "invalid", "detail": detail, "errors": errors}
     elif isinstance(exc, APIException):
-        codes = exc.get_codes()
-        response.data = {"code": codes if isinstance(codes, str) else exc.default_code, "detail": str(exc.detail)}
+        response.data = _body(exc)
     if isinstance(exc, StoreError):
         response.data.update(exc.extra)
         for name, value in exc.headers.items():
@@ -123,12 +123,15 @@ def redirect_or_loop(exc, path, query_params):
     return exc, f"{exc.owner}{path}?{query.urlencode()}"
 
 
+def _body(exc):
+    """The JSON body every API error shares: its stable code and its detail."""
+    codes = exc.get_codes()
+    return {"code": codes if isinstance(codes, str) else exc.default_code, "detail": str(exc.detail)}
+
+
 def json_response(exc, location=None):
     """A StoreError as the same JSON response the DRF handler makes, for code that runs before DRF."""
-    from django.http import JsonResponse
-
-    body = {"code": exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code, "detail": str(exc.detail)}
-    response = JsonResponse({**body, **exc.extra}, status=exc.status_code)
+    response = JsonResponse({**_body(exc), **exc.extra}, status=exc.status_code)
     for name, value in exc.headers.items():
         response[name] = value
     if getattr(exc, "wait", None):

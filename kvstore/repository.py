@@ -164,12 +164,14 @@ class Repository:
                 raise NotServing("A previous write to this key is not applied yet; try again.", code="write_pending")
         with self.reader.snapshot() as view:
             ready_at = view.ready_at(route.namespace, route.partition)
+            entry = self._entry(view, route)
         if ready_at is not None and time.time() - ready_at < self.settings.produce_timeout + 2:
             # The previous owner's producer may still deliver a write after the end offset this instance
             # restored to (for up to its delivery timeout): judge no condition before seeing it.
             self._catch_up(route)
-        with self.reader.snapshot() as view:
-            return self._entry(view, route)
+            with self.reader.snapshot() as view:
+                entry = self._entry(view, route)
+        return entry
 
     def _write(self, route, slot, payload):
         written = self.producer().send(route.topic, route.partition, route.key.encode("utf-8"), payload)

@@ -63,7 +63,7 @@ class NamespaceViewSet(viewsets.ViewSet):
         next_url = None
         if page.after is not None:
             base = reverse(f"{self.basename}-list", request=request)
-            next_url = f"{base}?{_query(after=page.after, limit=limit)}"
+            next_url = f"{base}?{urlencode({'after': page.after, 'limit': limit})}"
         return Response({"results": [self.represent_listed(e) for e in page.entries], "next": next_url})
 
     def represent_listed(self, entry):
@@ -110,10 +110,6 @@ class NamespaceViewSet(viewsets.ViewSet):
         if not raw.isdigit() or not 1 <= int(raw) <= maximum:
             raise ParseError(f"limit must be a whole number from 1 to {maximum}.")
         return int(raw)
-
-
-def _query(**params):
-    return urlencode(params)
 
 
 class KeyValueViewSet(NamespaceViewSet):
