@@ -1,10 +1,14 @@
-"""Measure bin/kafka-local: cold start time (jars cached, empty data dir) and the broker's resident memory.
+"""Measure bin/kafka-local: cold start time (jars cached, empty data dir) and the
+broker's resident memory.
 
     .venv/bin/python bench/broker_start.py [--runs 5]
 
-Each run starts a fresh single-node broker on free ports, reads the JVM's VmRSS once it answers, then
-again after producing 200k records of 100 bytes (kafka-python's producer benchmark), and stops it. Prints a Markdown table with the median and range of each figure.
+Each run starts a fresh single-node broker on free ports, reads the JVM's VmRSS once it
+answers, then again after producing 200k records of 100 bytes (kafka-python's producer
+benchmark), and stops it. Prints a Markdown table with the median and range of each
+figure.
 """
+
 import argparse
 import os
 import statistics
@@ -39,16 +43,36 @@ def one_run():
         idle = rss_mb(pid)
         try:
             subprocess.run(
-                [sys.executable, "-c", "from kafka.admin import KafkaAdminClient as A; "
-                 f"A(bootstrap_servers='127.0.0.1:{port}').create_topics({{'bench': {{'num_partitions': 3, "
-                 "'replication_factor': 1}}, wait_for_metadata=True)"],
-                check=True, capture_output=True, timeout=60,
+                [
+                    sys.executable,
+                    "-c",
+                    "from kafka.admin import KafkaAdminClient as A; "
+                    f"A(bootstrap_servers='127.0.0.1:{port}').create_topics({{'bench': {{'num_partitions': 3, "
+                    "'replication_factor': 1}}, wait_for_metadata=True)",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=60,
             )
             subprocess.run(
-                [sys.executable, "-m", "kafka.benchmarks.producer_performance", "--bootstrap-servers",
-                 f"127.0.0.1:{port}", "--topic", "bench", "--num-records", "200000", "--record-size", "100",
-                 "--stats-interval", "60"],
-                check=True, capture_output=True, timeout=300,
+                [
+                    sys.executable,
+                    "-m",
+                    "kafka.benchmarks.producer_performance",
+                    "--bootstrap-servers",
+                    f"127.0.0.1:{port}",
+                    "--topic",
+                    "bench",
+                    "--num-records",
+                    "200000",
+                    "--record-size",
+                    "100",
+                    "--stats-interval",
+                    "60",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=300,
             )
             loaded = rss_mb(pid)
         finally:
@@ -62,10 +86,17 @@ def main():
     args = parser.parse_args()
     subprocess.run([SCRIPT, "fetch"], check=True)
     runs = [one_run() for _ in range(args.runs)]
-    names = ("cold start to first metadata answer (s)", "RSS when ready (MB)", "RSS after 200k records (MB)")
+    names = (
+        "cold start to first metadata answer (s)",
+        "RSS when ready (MB)",
+        "RSS after 200k records (MB)",
+    )
     print(f"| figure ({args.runs} runs) | median | min | max |\n|---|---|---|---|")
     for name, values in zip(names, zip(*runs)):
-        print(f"| {name} | {statistics.median(values):.1f} | {min(values):.1f} | {max(values):.1f} |")
+        print(
+            f"| {name} | {statistics.median(values):.1f} | {min(values):.1f} | "
+            f"{max(values):.1f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Ask a Kafka broker for cluster metadata, with the standard library only.
 
-Used by bin/kafka-local to tell when a broker really serves clients (not merely that its port is open).
-Exit 0 and print "brokers=N controller=ID" when the broker answers a Metadata request listing at least
-the expected number of live brokers; exit 1 otherwise.
+Used by bin/kafka-local to tell when a broker really serves clients (not merely that its
+port is open). Exit 0 and print "brokers=N controller=ID" when the broker answers a
+Metadata request listing at least the expected number of live brokers; exit 1 otherwise.
 """
 import argparse
 import socket
@@ -11,12 +11,16 @@ import struct
 import sys
 
 METADATA_API_KEY = 3
-METADATA_VERSION = 4  # the oldest version Kafka 4.x still accepts; non-flexible, easy to parse
+METADATA_VERSION = (
+    4  # the oldest version Kafka 4.x still accepts; non-flexible, easy to parse
+)
 
 
 def _request(correlation_id):
     client_id = b"kafka-local"
-    header = struct.pack(">hhih", METADATA_API_KEY, METADATA_VERSION, correlation_id, len(client_id))
+    header = struct.pack(
+        ">hhih", METADATA_API_KEY, METADATA_VERSION, correlation_id, len(client_id)
+    )
     body = struct.pack(">i?", -1, False)  # all topics, never auto-create
     payload = header + client_id + body
     return struct.pack(">i", len(payload)) + payload
@@ -45,7 +49,7 @@ class _Reader:
         size = self.take(">h")
         if size < 0:
             return None
-        text = self.data[self.pos:self.pos + size].decode()
+        text = self.data[self.pos : self.pos + size].decode()
         self.pos += size
         return text
 

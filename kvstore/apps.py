@@ -1,4 +1,5 @@
 """The storage engine as a Django app: registers its system checks."""
+
 from django.apps import AppConfig
 
 

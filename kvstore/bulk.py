@@ -1,9 +1,12 @@
-"""Import and export of JSON lines: {"namespace": "kv", "key": "k", "value": <any JSON>} per line.
+"""Import and export of JSON lines: {"namespace": "kv", "key": "k", "value": <any JSON>}
+per line.
 
-An import validates the whole file before writing anything, then produces in acknowledged batches and
-records how many lines are acknowledged in FILE.progress, so an interrupted import can resume where
-it stopped; running it again from the start is safe too (the last value of each key wins either way).
+An import validates the whole file before writing anything, then produces in
+acknowledged batches and records how many lines are acknowledged in FILE.progress, so an
+interrupted import can resume where it stopped; running it again from the start is safe
+too (the last value of each key wins either way).
 """
+
 import dataclasses
 import json
 import time
@@ -42,7 +45,10 @@ def _parse_line(text, number, namespaces):
     except ValueError as exc:
         raise BulkError(f"line {number}: not JSON ({exc})") from None
     if not isinstance(item, dict) or set(item) != {"namespace", "key", "value"}:
-        raise BulkError(f'line {number}: expected an object with exactly "namespace", "key" and "value"')
+        raise BulkError(
+            f'line {number}: expected an object with exactly "namespace", "key" and '
+            '"value"'
+        )
     if item["namespace"] not in namespaces:
         raise BulkError(f"line {number}: unknown namespace {item['namespace']!r}")
     if not isinstance(item["key"], str):
@@ -51,7 +57,9 @@ def _parse_line(text, number, namespaces):
         routing.validate_key(item["key"])
     except InvalidKey as exc:
         raise BulkError(f"line {number}: {exc.detail}") from None
-    value = json.dumps(item["value"], separators=(",", ":"), ensure_ascii=False).encode()
+    value = json.dumps(
+        item["value"], separators=(",", ":"), ensure_ascii=False
+    ).encode()
     return Line(item["namespace"], item["key"].encode(), value)
 
 
@@ -59,24 +67,38 @@ def progress_path(path):
     return Path(f"{path}.progress")
 
 
-def import_lines(settings, lines, start=0, batch=20_000, report=lambda done, total, rate: None, progress_file=None):
-    """Produce `lines[start:]` in acknowledged batches; returns records written per second."""
+def import_lines(
+    settings,
+    lines,
+    start=0,
+    batch=20_000,
+    report=lambda done, total, rate: None,
+    progress_file=None,
+):
+    """Produce `lines[start:]` in acknowledged batches; returns records written per
+    second."""
     with log.admin(settings) as admin:
         facts = admin.describe([settings.topic(ns) for ns in settings.namespaces])
     if any(state is None for state in facts.values()):
-        raise BulkError("the namespace topics do not exist: run `manage.py kvstore_init`")
+        raise BulkError(
+            "the namespace topics do not exist: run `manage.py kvstore_init`"
+        )
     sizes = {ns: facts[settings.topic(ns)].partitions for ns in settings.namespaces}
     producer, began, done = log.BulkProducer(settings), time.monotonic(), start
     try:
         for first in range(start, len(lines), batch):
-            for line in lines[first:first + batch]:
+            for line in lines[first : first + batch]:
                 partition = partition_for(line.key.decode(), sizes[line.namespace])
-                producer.send(settings.topic(line.namespace), partition, line.key, line.value)
+                producer.send(
+                    settings.topic(line.namespace), partition, line.key, line.value
+                )
             producer.flush()
             done = min(first + batch, len(lines))
             if progress_file is not None:
                 progress_file.write_text(str(done))
-            report(done, len(lines), (done - start) / max(time.monotonic() - began, 1e-9))
+            report(
+                done, len(lines), (done - start) / max(time.monotonic() - began, 1e-9)
+            )
     finally:
         producer.close()
     return (done - start) / max(time.monotonic() - began, 1e-9)
@@ -85,7 +107,9 @@ def import_lines(settings, lines, start=0, batch=20_000, report=lambda done, tot
 def export_lines(settings, namespaces, out):
     """Write the latest value of every key of `namespaces` as JSON lines, in key order.
 
-    Returns (lines written, records skipped because they cannot be decoded, as the consumer skips them)."""
+    Returns (lines written, records skipped because they cannot be decoded, as the
+    consumer skips them).
+    """
     count = skipped = 0
     for namespace in namespaces:
         latest = log.read_latest(settings, settings.topic(namespace))
@@ -98,6 +122,8 @@ def export_lines(settings, namespaces, out):
             if not is_json(text_value):
                 skipped += 1
                 continue
-            out.write(f'{{"namespace":{json.dumps(namespace)},"key":{json.dumps(text_key)},"value":{text_value}}}\n')
+            head = {"namespace": namespace, "key": text_key}
+            out.write(json.dumps(head, separators=(",", ":"))[:-1])
+            out.write(f',"value":{text_value}}}\n')
             count += 1
     return count, skipped

@@ -1,10 +1,14 @@
-"""The read cache: one SQLite file per instance (WAL), written only by the consumer process and read
-by the web workers. It holds the entries of the partitions this instance owns, each partition's
-position and state, the topics' facts, and the consumer's heartbeat."""
+"""The read cache: one SQLite file per instance (WAL), written only by the consumer
+process and read by the web workers. It holds the entries of the partitions this
+instance owns, each partition's position and state, the topics' facts, and the
+consumer's heartbeat.
+
+Rows leave this module as the named types below, never as bare tuples."""
+
 import json
 import sqlite3
 import threading
-import time
+from typing import NamedTuple
 
 from kvstore.ownership import GroupView
 
@@ -21,7 +25,8 @@ CREATE TABLE IF NOT EXISTS entries (
     PRIMARY KEY (namespace, key)
 ) WITHOUT ROWID;
 -- position: the next offset to apply (every record below it is in `entries`).
--- synced_at: when the log was last known to hold nothing past `position` that this cache missed.
+-- synced_at: when the log was last known to hold nothing past `position` that this
+-- cache missed.
 CREATE TABLE IF NOT EXISTS partitions (
     namespace TEXT NOT NULL,
     partition INTEGER NOT NULL,
@@ -50,7 +55,8 @@ CREATE TABLE IF NOT EXISTS member (
     started_at REAL NOT NULL,
     applied INTEGER NOT NULL DEFAULT 0
 );
--- The group as the last assignment described it: owners[p] is the base URL owning index p, or null.
+-- The group as the last assignment described it: owners[p] is the base URL owning
+-- index p, or null.
 CREATE TABLE IF NOT EXISTS group_view (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     generation INTEGER NOT NULL,
@@ -61,24 +67,83 @@ CREATE TABLE IF NOT EXISTS group_view (
 TABLES = ("entries", "partitions", "topics", "member", "group_view")
 
 
+class Member(NamedTuple):
+    """This instance's consumer process, as its heartbeat last recorded it."""
+
+    url: str
+    heartbeat: float  # time.time() of the last heartbeat; 0 once it stopped cleanly
+    pid: int
+
+
+class TopicFacts(NamedTuple):
+    topic: str
+    partitions: int
+    max_message_bytes: int
+
+
+class Held(NamedTuple):
+    """A partition as this instance holds it: its state, the next offset to apply, and
+    the end offset its restore runs to."""
+
+    state: str
+    position: int
+    target: int
+
+
+class PartitionRow(NamedTuple):
+    namespace: str
+    partition: int
+    state: str
+    position: int
+    target: int
+    applied_at: float | None
+    skipped: int
+    end_offset: int | None
+
+
+class Stored(NamedTuple):
+    """One key's row: the record that wrote it (partition, offset) and its JSON text."""
+
+    partition: int
+    offset: int
+    value: str
+
+
+class EntryRow(NamedTuple):
+    key: str
+    partition: int
+    offset: int
+    value: str
+
+
+class Position(NamedTuple):
+    state: str
+    position: int
+
+
 def connect(path, readonly=False):
-    """A connection in autocommit mode (transactions are explicit), WAL, with a busy timeout."""
+    """A connection in autocommit mode (transactions are explicit), WAL, with a busy
+    timeout."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=10)
+    conn = sqlite3.connect(
+        str(path), isolation_level=None, check_same_thread=False, timeout=10
+    )
     conn.execute("PRAGMA busy_timeout = 10000")
     if readonly:
         conn.execute("PRAGMA query_only = 1")
         return conn
     conn.execute("PRAGMA journal_mode = WAL")
-    # NORMAL in WAL mode: a power loss may lose the last transactions, never tear one; what is
-    # lost is re-read from Kafka, because the position is lost with the rows it covers.
+    # NORMAL in WAL mode: a power loss may lose the last transactions, never tear one;
+    # what is lost is re-read from Kafka, because the position is lost with the rows it
+    # covers.
     conn.execute("PRAGMA synchronous = NORMAL")
     _migrate(conn)
     return conn
 
 
 def _migrate(conn):
-    """Create the schema; a cache of another schema version is dropped (Kafka has everything in it)."""
+    """Create the schema; a cache of another schema version is dropped (Kafka has
+    everything in it)."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version not in (0, SCHEMA_VERSION):
         for table in TABLES:
@@ -104,7 +169,8 @@ class Reader:
         return conn
 
     def snapshot(self):
-        """A context manager for one consistent read transaction; yields None when there is no cache yet."""
+        """A context manager for one consistent read transaction; yields None when there
+        is no cache yet."""
         return _Snapshot(self.connection())
 
 
@@ -129,76 +195,104 @@ class View:
     def __init__(self, conn):
         self.conn = conn
 
+    def _one(self, kind, sql, params=()):
+        row = self.conn.execute(sql, params).fetchone()
+        return None if row is None else kind._make(row)
+
     def member(self):
-        """(url, heartbeat, pid) of this instance's consumer, or None if it never ran."""
+        """This instance's consumer process, or None if it never ran."""
         try:
-            return self.conn.execute("SELECT url, heartbeat, pid FROM member WHERE id = 1").fetchone()
+            return self._one(
+                Member, "SELECT url, heartbeat, pid FROM member WHERE id = 1"
+            )
         except sqlite3.OperationalError:  # the consumer has not created the schema yet
             return None
 
     def topic(self, namespace):
-        """(topic, partitions, max_message_bytes) or None."""
-        return self.conn.execute(
-            "SELECT topic, partitions, max_message_bytes FROM topics WHERE namespace = ?", (namespace,)
-        ).fetchone()
+        """The TopicFacts of a namespace, or None."""
+        return self._one(
+            TopicFacts,
+            "SELECT topic, partitions, max_message_bytes FROM topics WHERE namespace = "
+            "?",
+            (namespace,),
+        )
 
     def partition(self, namespace, partition):
-        """(state, position, target) or None when this instance never held it."""
-        return self.conn.execute(
-            "SELECT state, position, target FROM partitions WHERE namespace = ? AND partition = ?",
+        """How this instance holds a partition (Held), or None when it never held it."""
+        return self._one(
+            Held,
+            "SELECT state, position, target FROM partitions "
+            "WHERE namespace = ? AND partition = ?",
             (namespace, partition),
-        ).fetchone()
+        )
 
     def group(self):
         """The GroupView of the last assignment, or None before the first."""
-        row = self.conn.execute("SELECT generation, owners, members FROM group_view WHERE id = 1").fetchone()
+        row = self.conn.execute(
+            "SELECT generation, owners, members FROM group_view WHERE id = 1"
+        ).fetchone()
         if row is None:
             return None
         return GroupView(row[0], tuple(json.loads(row[1])), tuple(json.loads(row[2])))
 
     def topics(self):
-        """{namespace: (topic, partitions, max_message_bytes)}."""
-        rows = self.conn.execute("SELECT namespace, topic, partitions, max_message_bytes FROM topics").fetchall()
-        return {ns: (topic, partitions, limit) for ns, topic, partitions, limit in rows}
+        """{namespace: TopicFacts}."""
+        rows = self.conn.execute(
+            "SELECT namespace, topic, partitions, max_message_bytes FROM topics"
+        )
+        return {namespace: TopicFacts(*facts) for namespace, *facts in rows}
 
     def ready_at(self, namespace, partition):
-        """When this instance last started serving the partition (None if it does not)."""
+        """When this instance last started serving the partition (None: it does not)."""
         row = self.conn.execute(
-            "SELECT ready_at FROM partitions WHERE namespace = ? AND partition = ? AND state = ?",
+            "SELECT ready_at FROM partitions "
+            "WHERE namespace = ? AND partition = ? AND state = ?",
             (namespace, partition, READY),
         ).fetchone()
         return row[0] if row else None
 
     def partitions(self, namespace=None):
-        """Every partition this cache knows:
-        (namespace, partition, state, position, target, applied_at, skipped, end_offset)."""
-        sql = "SELECT namespace, partition, state, position, target, applied_at, skipped, end_offset FROM partitions"
+        """Every partition this cache knows, as PartitionRows."""
+        sql = (
+            "SELECT namespace, partition, state, position, target, applied_at, "
+            "skipped, "
+            "end_offset FROM partitions"
+        )
         if namespace is None:
-            return self.conn.execute(sql + " ORDER BY namespace, partition").fetchall()
-        return self.conn.execute(sql + " WHERE namespace = ? ORDER BY partition", (namespace,)).fetchall()
+            rows = self.conn.execute(sql + " ORDER BY namespace, partition")
+        else:
+            rows = self.conn.execute(
+                sql + " WHERE namespace = ? ORDER BY partition", (namespace,)
+            )
+        return [PartitionRow._make(row) for row in rows]
 
     def entry(self, namespace, key):
-        """(partition, offset, value JSON text) or None."""
-        return self.conn.execute(
-            "SELECT partition, offset, value FROM entries WHERE namespace = ? AND key = ?", (namespace, key)
-        ).fetchone()
+        """The Stored row of a key, or None."""
+        return self._one(
+            Stored,
+            "SELECT partition, offset, value FROM entries WHERE namespace = ? AND key "
+            "= ?",
+            (namespace, key),
+        )
 
     def entries(self, namespace, partitions, after, limit):
-        """Up to `limit` (key, partition, offset, value) of the given partitions, keys after `after`, in key order."""
+        """Up to `limit` EntryRows of the given partitions, keys after `after`, in key
+        order."""
         marks = ",".join("?" * len(partitions))
-        return self.conn.execute(
-            f"SELECT key, partition, offset, value FROM entries WHERE namespace = ? AND key > ? "
-            f"AND partition IN ({marks}) ORDER BY key LIMIT ?",
+        rows = self.conn.execute(
+            "SELECT key, partition, offset, value FROM entries "
+            f"WHERE namespace = ? AND key > ? AND partition IN ({marks}) "
+            "ORDER BY key LIMIT ?",
             (namespace, after, *partitions, limit),
-        ).fetchall()
+        )
+        return [EntryRow._make(row) for row in rows]
 
 
 def position(conn, namespace, partition):
-    """(state, position) of one partition: the cheap question a waiting writer asks again and again."""
-    return conn.execute(
-        "SELECT state, position FROM partitions WHERE namespace = ? AND partition = ?", (namespace, partition)
+    """The Position of one partition: the cheap question a waiting writer asks again and
+    again."""
+    row = conn.execute(
+        "SELECT state, position FROM partitions WHERE namespace = ? AND partition = ?",
+        (namespace, partition),
     ).fetchone()
-
-
-def heartbeat_age(heartbeat):
-    return time.time() - heartbeat
+    return None if row is None else Position._make(row)

@@ -1,8 +1,10 @@
-"""System checks: configuration mistakes are reported at start, with stable ids and hints.
+"""System checks: configuration mistakes are reported at start, with stable ids and
+hints.
 
-The checks tagged `kafka` ask the broker, so they run only on demand (`check --deploy --tag kafka`)
-and when the consumer starts, not on every management command.
+The checks tagged `kafka` ask the broker, so they run only on demand (`check --deploy
+--tag kafka`) and when the consumer starts, not on every management command.
 """
+
 from django.core.checks import Error, Tags, Warning, register
 
 from kvstore import log, routing, topics
@@ -16,7 +18,13 @@ KAFKA = "kafka"
 def check_cache_path(app_configs=None, **kwargs):
     directory = store_settings().cache_path.parent
     if directory.exists() and not directory.is_dir():
-        return [Error(f"{directory} is not a directory", hint="Set KVSTORE_CACHE_PATH to a file in a writable directory.", id="kvstore.E001")]
+        return [
+            Error(
+                f"{directory} is not a directory",
+                hint="Set KVSTORE_CACHE_PATH to a file in a writable directory.",
+                id="kvstore.E001",
+            )
+        ]
     return []
 
 
@@ -24,11 +32,16 @@ def check_cache_path(app_configs=None, **kwargs):
 def check_advertised_url(app_configs=None, **kwargs):
     settings = store_settings()
     if not routing.peer_allowed(settings, settings.advertised_url):
-        return [Warning(
-            f"KVSTORE_ADVERTISED_URL {settings.advertised_url} is not on this instance's peer allow-list, so "
-            "peers configured alike will not redirect to it",
-            hint="Add it to KVSTORE_PEER_ALLOWLIST (every instance's base URL belongs there).", id="kvstore.W002",
-        )]
+        return [
+            Warning(
+                f"KVSTORE_ADVERTISED_URL {settings.advertised_url} is not on this "
+                "instance's peer allow-list, so peers configured alike will not "
+                "redirect to it",
+                hint="Add it to KVSTORE_PEER_ALLOWLIST (every instance's base URL "
+                "belongs there).",
+                id="kvstore.W002",
+            )
+        ]
     return []
 
 
@@ -40,11 +53,31 @@ def check_topics(app_configs=None, **kwargs):
         with log.admin(settings, timeout_ms=5000) as admin:
             existing = admin.describe(names)
     except StoreUnavailable as exc:
-        return [Error(str(exc), hint="Start Kafka (bin/kafka-local start) or fix KAFKA_BOOTSTRAP_SERVERS.", id="kvstore.E002")]
+        return [
+            Error(
+                str(exc),
+                hint="Start Kafka (bin/kafka-local start) or fix "
+                "KAFKA_BOOTSTRAP_SERVERS.",
+                id="kvstore.E002",
+            )
+        ]
     try:
         plan = topics.plan(settings, existing)
     except TopicMisconfigured as exc:
-        return [Error(str(exc), hint="Namespace topics must be compacted and co-partitioned; see `manage.py kvstore_init`.", id="kvstore.E003")]
+        return [
+            Error(
+                str(exc),
+                hint="Namespace topics must be compacted and co-partitioned; see "
+                "`manage.py kvstore_init`.",
+                id="kvstore.E003",
+            )
+        ]
     if plan.create:
-        return [Warning(f"missing namespace topics: {', '.join(plan.create)}", hint="Run `python manage.py kvstore_init`.", id="kvstore.W001")]
+        return [
+            Warning(
+                f"missing namespace topics: {', '.join(plan.create)}",
+                hint="Run `python manage.py kvstore_init`.",
+                id="kvstore.W001",
+            )
+        ]
     return []

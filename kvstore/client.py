@@ -1,12 +1,14 @@
-"""A Python client that needs no hop: it keeps the cluster's partition map, computes each key's
-partition itself and goes straight to its owner; when its map is stale it follows the 307 (method,
-body and headers, credentials included, kept) and refreshes the map; it waits out 503s as Retry-After
-says. `curl --location-trusted` does the redirect part from a shell.
+"""A Python client that needs no hop: it keeps the cluster's partition map, computes
+each key's partition itself and goes straight to its owner; when its map is stale it
+follows the 307 (method, body and headers, credentials included, kept) and refreshes the
+map; it waits out 503s as Retry-After says. `curl --location-trusted` does the redirect
+part from a shell.
 
     client = Client("http://127.0.0.1:8000")
     client.put("kv", "greeting", {"hello": "world"})
     client.get("kv", "greeting").json()
 """
+
 import time
 from urllib.parse import quote
 
@@ -31,35 +33,51 @@ class Client:
         """Fetch the partition map from the first member that answers."""
         for base in list(self.bases):
             try:
-                described = self.session.get(f"{base}/api/cluster", timeout=self.timeout).json()
+                described = self.session.get(
+                    f"{base}/api/cluster", timeout=self.timeout
+                ).json()
             except (requests.RequestException, ValueError):
                 continue
-            self.owners = {int(p): owner for p, owner in described["owners"].items() if owner}
-            self.partitions = {ns: facts["partitions"] for ns, facts in described["namespaces"].items()}
+            self.owners = {
+                int(p): owner for p, owner in described["owners"].items() if owner
+            }
+            self.partitions = {
+                ns: facts["partitions"] for ns, facts in described["namespaces"].items()
+            }
             self.bases = list(dict.fromkeys(self.bases + described["members"]))
             return described
         raise ClusterUnavailable(f"no member answered: {self.bases}")
 
     def url(self, namespace, key):
-        """Where a request for `key` goes: its owner by the map, or any member when the map has no owner."""
+        """Where a request for `key` goes: its owner by the map, or any member when the
+        map has no owner."""
         if namespace not in self.partitions:
             self.refresh()
-        owner = self.owners.get(partition_for(key, self.partitions[namespace])) if namespace in self.partitions else None
+        owner = (
+            self.owners.get(partition_for(key, self.partitions[namespace]))
+            if namespace in self.partitions
+            else None
+        )
         return f"{owner or self.bases[0]}/api/{namespace}/{quote(key, safe='')}"
 
     def request(self, method, namespace, key, **kwargs):
-        """Send one key-addressed request to its owner; returns the final requests.Response."""
+        """Send one key-addressed request to its owner; returns the final
+        requests.Response."""
         url = self.url(namespace, key)
         for _ in range(self.attempts):
             try:
-                answer = self.session.request(method, url, allow_redirects=False, timeout=self.timeout, **kwargs)
+                answer = self.session.request(
+                    method, url, allow_redirects=False, timeout=self.timeout, **kwargs
+                )
             except requests.ConnectionError:
                 self._pause(0.2)
                 url = self._retarget(namespace, key)
                 continue
             if answer.status_code == 307:
                 self.hops += 1
-                url = answer.headers["Location"]  # same method, body and headers to the owner
+                url = answer.headers[
+                    "Location"
+                ]  # same method, body and headers to the owner
                 self._refresh_quietly()
                 continue
             if answer.status_code == 503 and "Retry-After" in answer.headers:
@@ -67,17 +85,27 @@ class Client:
                 url = self._retarget(namespace, key)
                 continue
             return answer
-        raise ClusterUnavailable(f"{method} {namespace}/{key}: no answer after {self.attempts} attempts")
+        raise ClusterUnavailable(
+            f"{method} {namespace}/{key}: no answer after {self.attempts} attempts"
+        )
 
     def get(self, namespace, key, **kwargs):
         return self.request("GET", namespace, key, **kwargs)
 
     def put(self, namespace, key, value, if_match=None, **kwargs):
-        headers = {**kwargs.pop("headers", {}), **({"If-Match": if_match} if if_match else {})}
-        return self.request("PUT", namespace, key, json=value, headers=headers, **kwargs)
+        headers = {
+            **kwargs.pop("headers", {}),
+            **({"If-Match": if_match} if if_match else {}),
+        }
+        return self.request(
+            "PUT", namespace, key, json=value, headers=headers, **kwargs
+        )
 
     def delete(self, namespace, key, if_match=None, **kwargs):
-        headers = {**kwargs.pop("headers", {}), **({"If-Match": if_match} if if_match else {})}
+        headers = {
+            **kwargs.pop("headers", {}),
+            **({"If-Match": if_match} if if_match else {}),
+        }
         return self.request("DELETE", namespace, key, headers=headers, **kwargs)
 
     def _retarget(self, namespace, key):

@@ -1,9 +1,12 @@
-"""Configuration: every environment variable the store reads is read here, once, at start.
+"""Configuration: every environment variable the store reads is read here, once, at
+start.
 
 `from_environ()` builds one frozen `StoreSettings`; Django's settings module keeps it as
 `settings.KVSTORE` and the rest of the code asks `kvstore.conf.store_settings()` for it.
-A missing or malformed value fails at start with `ImproperlyConfigured`, naming the variable.
+A missing or malformed value fails at start with `ImproperlyConfigured`, naming the
+variable.
 """
+
 import dataclasses
 import os
 import re
@@ -34,7 +37,8 @@ class KafkaSecurity:
 
 @dataclasses.dataclass(frozen=True)
 class StoreSettings:
-    """The store's configuration; see the README's configuration table for each variable."""
+    """The store's configuration; see the README's configuration table for each
+    variable."""
 
     bootstrap_servers: tuple[str, ...] = ("127.0.0.1:9092",)
     advertised_url: str = "http://127.0.0.1:8000"
@@ -68,26 +72,38 @@ def store_settings():
 
 
 def from_environ(environ=None):
-    """Build `StoreSettings` from the environment; raise ImproperlyConfigured naming a bad variable."""
+    """Build `StoreSettings` from the environment; raise ImproperlyConfigured naming a
+    bad variable."""
     env = _Env(os.environ if environ is None else environ)
     defaults = StoreSettings()
     return StoreSettings(
-        bootstrap_servers=env.list("KAFKA_BOOTSTRAP_SERVERS", defaults.bootstrap_servers),
+        bootstrap_servers=env.list(
+            "KAFKA_BOOTSTRAP_SERVERS", defaults.bootstrap_servers
+        ),
         advertised_url=env.url("KVSTORE_ADVERTISED_URL", defaults.advertised_url),
         cache_path=Path(env.str("KVSTORE_CACHE_PATH", str(defaults.cache_path))),
         group_id=env.str("KVSTORE_GROUP_ID", defaults.group_id),
         topic_prefix=env.topic_prefix("KVSTORE_TOPIC_PREFIX", defaults.topic_prefix),
         partitions=env.int("KVSTORE_PARTITIONS", defaults.partitions, minimum=1),
-        replication_factor=env.int("KVSTORE_REPLICATION_FACTOR", defaults.replication_factor, minimum=1),
+        replication_factor=env.int(
+            "KVSTORE_REPLICATION_FACTOR", defaults.replication_factor, minimum=1
+        ),
         topic_configs=env.pairs("KVSTORE_TOPIC_CONFIGS"),
         peer_allowlist=tuple(
-            _base_url(url, "KVSTORE_PEER_ALLOWLIST") for url in env.list("KVSTORE_PEER_ALLOWLIST", ())
+            _base_url(url, "KVSTORE_PEER_ALLOWLIST")
+            for url in env.list("KVSTORE_PEER_ALLOWLIST", ())
         ),
         security=_security(env),
-        session_timeout_ms=env.int("KVSTORE_SESSION_TIMEOUT_MS", defaults.session_timeout_ms, minimum=1000),
-        produce_timeout=env.seconds("KVSTORE_PRODUCE_TIMEOUT", defaults.produce_timeout),
+        session_timeout_ms=env.int(
+            "KVSTORE_SESSION_TIMEOUT_MS", defaults.session_timeout_ms, minimum=1000
+        ),
+        produce_timeout=env.seconds(
+            "KVSTORE_PRODUCE_TIMEOUT", defaults.produce_timeout
+        ),
         apply_timeout=env.seconds("KVSTORE_APPLY_TIMEOUT", defaults.apply_timeout),
-        heartbeat_timeout=env.seconds("KVSTORE_HEARTBEAT_TIMEOUT", defaults.heartbeat_timeout),
+        heartbeat_timeout=env.seconds(
+            "KVSTORE_HEARTBEAT_TIMEOUT", defaults.heartbeat_timeout
+        ),
     )
 
 
@@ -101,17 +117,27 @@ def _security(env):
         ssl_certfile=env.str("KAFKA_SSL_CERTFILE", None),
         ssl_keyfile=env.str("KAFKA_SSL_KEYFILE", None),
     )
-    if security.protocol.startswith("SASL") and not (security.sasl_mechanism and security.sasl_username):
+    if security.protocol.startswith("SASL") and not (
+        security.sasl_mechanism and security.sasl_username
+    ):
         raise ImproperlyConfigured(
-            f"KAFKA_SECURITY_PROTOCOL={security.protocol} needs KAFKA_SASL_MECHANISM and KAFKA_SASL_USERNAME"
+            f"KAFKA_SECURITY_PROTOCOL={security.protocol} needs KAFKA_SASL_MECHANISM "
+            "and KAFKA_SASL_USERNAME"
         )
     return security
 
 
 def _base_url(value, name):
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise ImproperlyConfigured(f"{name}: {value!r} is not a base URL like http://host:port")
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.netloc
+        or parts.query
+        or parts.fragment
+    ):
+        raise ImproperlyConfigured(
+            f"{name}: {value!r} is not a base URL like http://host:port"
+        )
     return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
@@ -126,7 +152,8 @@ class _Env:
         return value if value else default
 
     def _number(self, name, convert, what):
-        """The variable converted with `convert`, or None when unset; ImproperlyConfigured if malformed."""
+        """The variable converted with `convert`, or None when unset;
+        ImproperlyConfigured if malformed."""
         raw = self.str(name, None)
         if raw is None:
             return None
@@ -140,7 +167,9 @@ class _Env:
         if value is None:
             return default
         if value < minimum:
-            raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {value}")
+            raise ImproperlyConfigured(
+                f"{name} must be at least {minimum}, not {value}"
+            )
         return value
 
     def seconds(self, name, default):
@@ -148,7 +177,9 @@ class _Env:
         if value is None:
             return default
         if not 0 < value <= 3600:
-            raise ImproperlyConfigured(f"{name} must be more than 0 and at most 3600 seconds, not {value}")
+            raise ImproperlyConfigured(
+                f"{name} must be more than 0 and at most 3600 seconds, not {value}"
+            )
         return value
 
     def list(self, name, default):
@@ -163,7 +194,9 @@ class _Env:
     def choice(self, name, default, choices):
         value = self.str(name, default)
         if value is not None and value not in choices:
-            raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+            raise ImproperlyConfigured(
+                f"{name} must be one of {', '.join(choices)}, not {value!r}"
+            )
         return value
 
     def url(self, name, default):
@@ -172,7 +205,9 @@ class _Env:
     def topic_prefix(self, name, default):
         value = self.environ.get(name, default)
         if not _TOPIC_NAME.match(value) or len(value) > 200:
-            raise ImproperlyConfigured(f"{name}: {value!r} may hold only letters, digits, '.', '_' and '-'")
+            raise ImproperlyConfigured(
+                f"{name}: {value!r} may hold only letters, digits, '.', '_' and '-'"
+            )
         return value
 
     def pairs(self, name):
@@ -180,6 +215,8 @@ class _Env:
         for item in self.list(name, ()):
             key, sep, value = item.partition("=")
             if not sep or not key.strip() or not value.strip():
-                raise ImproperlyConfigured(f"{name} takes key=value pairs separated by commas, not {item!r}")
+                raise ImproperlyConfigured(
+                    f"{name} takes key=value pairs separated by commas, not {item!r}"
+                )
             pairs.append((key.strip(), value.strip()))
         return tuple(pairs)

@@ -1,9 +1,12 @@
-"""The consumer process: this instance's one consumer-group member and the only writer of its cache.
+"""The consumer process: this instance's one consumer-group member and the only writer
+of its cache.
 
-It restores each partition it is given (from the cache's checkpoint, or from the beginning when there is
-none or it cannot be trusted), serves it only once caught up, applies new records in batches, and keeps
-a heartbeat so the web workers know it is alive.
+It restores each partition it is given (from the cache's checkpoint, or from the
+beginning when there is none or it cannot be trusted), serves it only once caught up,
+applies new records in batches, and keeps a heartbeat so the web workers know it is
+alive.
 """
+
 import dataclasses
 import fcntl
 import logging
@@ -16,8 +19,9 @@ from kvstore.errors import StoreUnavailable
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_EVERY = 0.5
-# Group offsets are for Kafka's tools (the cache holds the real checkpoint); committing after every
-# batch cost the broker as much CPU as the writes themselves, so commits are at most this often.
+# Group offsets are for Kafka's tools (the cache holds the real checkpoint); committing
+# after every batch cost the broker as much CPU as the writes themselves, so commits are
+# at most this often.
 COMMIT_EVERY = 1.0
 SYNCED_EVERY = 2.0
 PROGRESS_EVERY = 2.0
@@ -29,7 +33,8 @@ class AlreadyRunning(Exception):
 
 @dataclasses.dataclass
 class Held:
-    """A partition this member holds: where the cache is, and where restoring ends (None once ready)."""
+    """A partition this member holds: where the cache is, and where restoring ends (None
+    once ready)."""
 
     namespace: str
     position: int
@@ -47,18 +52,23 @@ class ConsumerProcess:
         self._restore = _RestoreMeter()
         self._view = None
         self._last = {"heartbeat": 0.0, "synced": 0.0, "progress": 0.0, "commit": 0.0}
-        self._uncommitted = {}  # (topic, partition) -> position applied but not yet committed
+        # (topic, partition) -> position applied but not yet committed
+        self._uncommitted = {}
 
     def run(self, should_stop):
-        """Run until `should_stop()` is true, then leave the group at once and stop serving."""
+        """Run until `should_stop()` is true, then leave the group at once and stop
+        serving."""
         with _exclusive(self.settings.cache_path):
             conn = cache.connect(self.settings.cache_path)
             self.writer = apply.Writer(conn)
-            self.writer.revoke_all()  # nothing is served until this run has assigned and restored it
+            # Nothing is served until this run has assigned and restored it.
+            self.writer.revoke_all()
             locks.KeyLocks(locks.path_for(self.settings.cache_path), ()).reset()
             self.retention_ms = self._record_topics()
             self._heartbeat()
-            group = log.GroupConsumer(self.settings, self.namespace_of, self.settings.session_timeout_ms)
+            group = log.GroupConsumer(
+                self.settings, self.namespace_of, self.settings.session_timeout_ms
+            )
             try:
                 while not should_stop():
                     self._step(group, conn)
@@ -69,15 +79,24 @@ class ConsumerProcess:
                 conn.close()
 
     def _record_topics(self):
-        """Verify the namespace topics and store their facts for the web side; {topic: delete.retention.ms}."""
+        """Verify the namespace topics and store their facts for the web side; {topic:
+        delete.retention.ms}."""
         with log.admin(self.settings) as admin:
             existing = admin.describe(list(self.namespace_of))
         plan = topics.plan(self.settings, existing)
         if plan.create:
-            raise StoreUnavailable(f"missing namespace topics {', '.join(plan.create)}: run `manage.py kvstore_init`")
+            raise StoreUnavailable(
+                f"missing namespace topics {', '.join(plan.create)}: run `manage.py "
+                "kvstore_init`"
+            )
         facts = [
-            (self.namespace_of[name], name, state.partitions, int(state.configs["max.message.bytes"]),
-             int(state.configs["delete.retention.ms"]))
+            (
+                self.namespace_of[name],
+                name,
+                state.partitions,
+                int(state.configs["max.message.bytes"]),
+                int(state.configs["delete.retention.ms"]),
+            )
             for name, state in existing.items()
         ]
         self.writer.set_topics(facts)
@@ -99,8 +118,8 @@ class ConsumerProcess:
         self._periodic(group)
 
     def _handle_events(self, group):
-        """Apply rebalance events in order; return the partitions (re)assigned now, whose fetched records
-        predate our seek and are dropped."""
+        """Apply rebalance events in order; return the partitions (re)assigned now,
+        whose fetched records predate our seek and are dropped."""
         fresh = set()
         for kind, partitions in group.events():
             if kind == "assigned":
@@ -122,28 +141,48 @@ class ConsumerProcess:
             position, wipe = self._resume_point(topic, namespace, partition, start, end)
             state = self.writer.start_restore(namespace, partition, position, end, wipe)
             group.seek(topic, partition, position)
-            self.held[(topic, partition)] = Held(namespace, position, end if state == cache.RESTORING else None)
+            self.held[(topic, partition)] = Held(
+                namespace, position, end if state == cache.RESTORING else None
+            )
             if state == cache.RESTORING:
                 self._restore.add(end - position)
-            logger.info("assigned %s/%s: from %s to %s%s", topic, partition, position, end, " (wiped)" if wipe else "")
+            logger.info(
+                "assigned %s/%s: from %s to %s%s",
+                topic,
+                partition,
+                position,
+                end,
+                " (wiped)" if wipe else "",
+            )
 
     def _resume_point(self, topic, namespace, partition, start, end):
-        """(position to read from, wipe the partition first?) for a newly assigned partition."""
+        """(position to read from, wipe the partition first?) for a newly assigned
+        partition."""
         checkpoint = self.writer.checkpoint(namespace, partition)
         if checkpoint is None:
             return start, True
         position, synced_at = checkpoint
         too_old = (time.time() - synced_at) * 1000 > self.retention_ms[topic]
         if position < start or position > end or too_old:
-            # Compaction may have removed tombstones this cache never saw (or the topic was recreated):
-            # the rows cannot be trusted, rebuild the partition from the start.
-            logger.warning("checkpoint of %s/%s not trusted (position %s, log %s..%s, synced %.0fs ago): rebuilding",
-                           topic, partition, position, start, end, time.time() - synced_at)
+            # Compaction may have removed tombstones this cache never saw (or the topic
+            # was recreated): the rows cannot be trusted, rebuild the partition from the
+            # start.
+            logger.warning(
+                "checkpoint of %s/%s not trusted (position %s, log %s..%s, synced "
+                "%.0fs ago): rebuilding",
+                topic,
+                partition,
+                position,
+                start,
+                end,
+                time.time() - synced_at,
+            )
             return start, True
         return position, False
 
     def _batch(self, fetched, fresh):
-        """The records to apply, as `apply_batch` takes them, and the partitions they move."""
+        """The records to apply, as `apply_batch` takes them, and the partitions they
+        move."""
         batch, moved = {}, []
         for tp, records in fetched.items():
             held = self.held.get(tp)
@@ -161,7 +200,8 @@ class ConsumerProcess:
         for (topic, partition), held in self.held.items():
             if held.target is None:
                 continue
-            # The consumer's position also moves past records the log no longer has (compaction).
+            # The consumer's position also moves past records the log no longer has
+            # (compaction).
             reached = max(held.position, group.position(topic, partition) or 0)
             if reached >= held.target:
                 held.target = None
@@ -179,23 +219,38 @@ class ConsumerProcess:
             self._heartbeat()
             self._last["heartbeat"] = now
         if now - self._last["synced"] >= SYNCED_EVERY:
-            ends = {(held.namespace, tp[1]): group.highwater(*tp) for tp, held in self.held.items()}
+            ends = {
+                (held.namespace, tp[1]): group.highwater(*tp)
+                for tp, held in self.held.items()
+            }
             ends = {key: end for key, end in ends.items() if end is not None}
             caught_up = [
-                (held.namespace, tp[1]) for tp, held in self.held.items()
-                if held.target is None and ends.get((held.namespace, tp[1]), 0) <= held.position
+                (held.namespace, tp[1])
+                for tp, held in self.held.items()
+                if held.target is None
+                and ends.get((held.namespace, tp[1]), 0) <= held.position
             ]
             self.writer.end_offsets(ends)
             if caught_up:
                 self.writer.synced(caught_up)
             self._last["synced"] = now
         if self._restore.active and now - self._last["progress"] >= PROGRESS_EVERY:
-            remaining = sum(max(0, h.target - h.position) for h in self.held.values() if h.target is not None)
+            remaining = sum(
+                max(0, h.target - h.position)
+                for h in self.held.values()
+                if h.target is not None
+            )
             self.progress(self._restore.report(remaining))
             self._last["progress"] = now
 
     def _heartbeat(self, alive=True):
-        self.writer.heartbeat(self.settings.advertised_url, os.getpid(), self.applied_total, self.started_at, alive)
+        self.writer.heartbeat(
+            self.settings.advertised_url,
+            os.getpid(),
+            self.applied_total,
+            self.started_at,
+            alive,
+        )
 
 
 class _RestoreMeter:
@@ -216,12 +271,18 @@ class _RestoreMeter:
         return self.records / max(time.monotonic() - self.began, 1e-6)
 
     def report(self, remaining):
-        return f"restoring: {self.records} records applied ({self.rate():.0f}/s), about {remaining} to go"
+        return (
+            f"restoring: {self.records} records applied ({self.rate():.0f}/s), "
+            f"about {remaining} to go"
+        )
 
     def finish(self):
         self.active = False
         elapsed = time.monotonic() - self.began
-        return f"restored {self.records} records in {elapsed:.1f}s ({self.rate():.0f}/s); serving"
+        return (
+            f"restored {self.records} records in {elapsed:.1f}s "
+            f"({self.rate():.0f}/s); serving"
+        )
 
 
 class _exclusive:
@@ -237,7 +298,9 @@ class _exclusive:
             fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self.file.close()
-            raise AlreadyRunning(f"another kvstore_consume already writes {self.path.with_suffix('')}") from None
+            raise AlreadyRunning(
+                f"another kvstore_consume already writes {self.path.with_suffix('')}"
+            ) from None
         return self
 
     def __exit__(self, *exc):

@@ -1,54 +1,64 @@
-"""Collections across the cluster: a list is gathered from every partition's owner in parallel and
-merged in key order. A partition that cannot be read is named in a 503, never silently left out."""
+"""Collections across the cluster: a list is gathered from every partition's owner in
+parallel and merged in key order. A partition that cannot be read is named in a 503,
+never silently left out."""
+
 import concurrent.futures
 import heapq
 import threading
 
 import requests
 
-from kvstore import routing
-from kvstore.errors import NotOwner, NotServing
+from kvstore import cache, routing
+from kvstore.errors import NotServing
 
 PEER_TIMEOUT = 5.0
 _local = threading.local()
-_pool = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="gather")
+_pool = concurrent.futures.ThreadPoolExecutor(
+    max_workers=8, thread_name_prefix="gather"
+)
 
 
 def plan(view, settings, namespace):
-    """({partition: None for this instance, or the owning peer's URL}) for every partition, or NotServing
-    naming the partitions nobody can serve now."""
+    """{partition: None when served here, else the owning peer's URL} for every
+    partition, or NotServing naming the partitions nobody can serve now."""
     routing.check_consumer(view, settings)
-    _, partitions, _ = routing.topic_facts(view, namespace)
-    where, missing = {}, []
-    for partition in range(partitions):
-        try:
-            routing.check_partition(view, settings, namespace, partition)
-            where[partition] = None
-        except NotOwner as exc:
-            where[partition] = exc.owner
-        except NotServing:
-            missing.append(partition)
+    partitions = routing.topic_facts(view, namespace).partitions
+    placements = [
+        routing.locate(view, settings, namespace, p) for p in range(partitions)
+    ]
+    missing = [placement.partition for placement in placements if placement.unavailable]
     if missing:
-        raise NotServing(f"Partitions {missing} of {namespace!r} cannot be read right now.",
-                         code="partitions_unavailable", partition=missing[0])
-    return where
+        raise NotServing(
+            f"Partitions {missing} of {namespace!r} cannot be read right now.",
+            code="partitions_unavailable",
+            partition=missing[0],
+        )
+    return {placement.partition: placement.owner for placement in placements}
 
 
 def remote_rows(peer, namespace, partitions, after, limit):
-    """Rows (key, partition, offset, value) of `partitions` from `peer`, which must serve them itself."""
+    """EntryRows of `partitions` from `peer`, which must serve them itself."""
     try:
         answer = _session().get(
             f"{peer}/api/internal/entries/{namespace}",
-            params={"partitions": ",".join(map(str, partitions)), "after": after, "limit": limit},
-            timeout=PEER_TIMEOUT, allow_redirects=False,
+            params={
+                "partitions": ",".join(map(str, partitions)),
+                "after": after,
+                "limit": limit,
+            },
+            timeout=PEER_TIMEOUT,
+            allow_redirects=False,
         )
         if answer.status_code == 200:
-            return [tuple(row) for row in answer.json()["entries"]]
+            return [cache.EntryRow(*row) for row in answer.json()["entries"]]
         reason = f"{peer} answered {answer.status_code}"
-    except (requests.RequestException, ValueError, KeyError) as exc:
+    except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
         reason = f"{peer} unreachable: {exc.__class__.__name__}"
-    raise NotServing(f"Partitions {partitions} of {namespace!r} cannot be read: {reason}.",
-                     code="partitions_unavailable", partition=partitions[0])
+    raise NotServing(
+        f"Partitions {partitions} of {namespace!r} cannot be read: {reason}.",
+        code="partitions_unavailable",
+        partition=partitions[0],
+    )
 
 
 def _session():
@@ -59,11 +69,15 @@ def _session():
 
 
 def merge(local_rows, where, namespace, after, limit):
-    """The first `limit` rows in key order from this instance's rows and every peer's, fetched in parallel."""
+    """The first `limit` EntryRows in key order from this instance's rows and every
+    peer's, fetched in parallel."""
     by_peer = {}
     for partition, peer in where.items():
         if peer is not None:
             by_peer.setdefault(peer, []).append(partition)
-    futures = [_pool.submit(remote_rows, peer, namespace, parts, after, limit) for peer, parts in by_peer.items()]
+    futures = [
+        _pool.submit(remote_rows, peer, namespace, parts, after, limit)
+        for peer, parts in by_peer.items()
+    ]
     streams = [local_rows] + [future.result() for future in futures]
-    return list(heapq.merge(*streams, key=lambda row: row[0]))[:limit]
+    return list(heapq.merge(*streams, key=lambda row: row.key))[:limit]

@@ -1,10 +1,13 @@
-"""Per-key write serialisation across every gunicorn worker (process and thread) of one instance.
+"""Per-key write serialisation across every gunicorn worker (process and thread) of one
+instance.
 
-Keys hash into buckets; a bucket is a 16-byte range of one lock file, locked with fcntl (between
-processes) and a threading lock (between threads of a process, which fcntl does not separate). The
-range also remembers the last record written under the bucket, so the next writer can wait until the
-cache has applied it before checking a condition against the cache.
+Keys hash into buckets; a bucket is a 16-byte range of one lock file, locked with fcntl
+(between processes) and a threading lock (between threads of a process, which fcntl does
+not separate). The range also remembers the last record written under the bucket, so the
+next writer can wait until the cache has applied it before checking a condition against
+the cache.
 """
+
 import contextlib
 import fcntl
 import os
@@ -43,7 +46,8 @@ class KeyLocks:
 
     @contextlib.contextmanager
     def hold(self, namespace, key):
-        """Hold the key's bucket; yields a Slot whose `last` is (namespace, partition, offset) or None."""
+        """Hold the key's bucket; yields a Slot whose `last` is (namespace, partition,
+        offset) or None."""
         bucket = zlib.crc32(f"{namespace}\0{key}".encode()) % BUCKETS
         with self._thread_lock(bucket):
             fd = self._file()
@@ -54,7 +58,8 @@ class KeyLocks:
                 fcntl.lockf(fd, fcntl.LOCK_UN, SLOT_SIZE, bucket * SLOT_SIZE)
 
     def reset(self):
-        """Forget every remembered write (the consumer does this at start, before anything is served)."""
+        """Forget every remembered write (the consumer does this at start, before
+        anything is served)."""
         with open(self.path, "w"):
             pass
 
@@ -69,7 +74,13 @@ class _Slot:
         if len(raw) < SLOT.size:
             return None
         written, namespace, partition, offset = SLOT.unpack(raw)
-        return (self.locks.namespaces[namespace], partition, offset) if written else None
+        return (
+            (self.locks.namespaces[namespace], partition, offset) if written else None
+        )
 
     def remember(self, namespace, partition, offset):
-        os.pwrite(self.fd, SLOT.pack(True, self.locks.namespaces.index(namespace), partition, offset), self.offset)
+        os.pwrite(
+            self.fd,
+            SLOT.pack(True, self.locks.namespaces.index(namespace), partition, offset),
+            self.offset,
+        )

@@ -1,18 +1,21 @@
 """Ownership: which member holds which partition index, planned by the group leader.
 
-Pure logic behind the assignor in `kvstore.log.assignor`. Partitions are co-partitioned: index p of
-every namespace topic goes to the same member. The plan is sticky (members keep what they hold up to
-a balanced share) and cooperative (an index that changes hands is first taken from its holder and given
-to nobody; the follow-up rebalance hands it to its new owner). The leader sends every member the whole
-index → owner URL map, so any instance can route any key.
+Pure logic behind the assignor in `kvstore.log.assignor`. Partitions are co-partitioned:
+index p of every namespace topic goes to the same member. The plan is sticky (members
+keep what they hold up to a balanced share) and cooperative (an index that changes hands
+is first taken from its holder and given to nobody; the follow-up rebalance hands it to
+its new owner). The leader sends every member the whole index → owner URL map, so any
+instance can route any key.
 """
+
 import dataclasses
 import json
 
 
 @dataclasses.dataclass(frozen=True)
 class GroupView:
-    """What a member learns from one assignment: the generation and who owns each partition index."""
+    """What a member learns from one assignment: the generation and who owns each
+    partition index."""
 
     generation: int
     owners: tuple  # owners[p] = base URL, or None while p is moving or unassigned
@@ -25,20 +28,24 @@ class GroupView:
 def plan(partitions, members):
     """Plan one rebalance round.
 
-    `members`: {member_id: (url, owned partition indices)}. Returns ({member_id: indices assigned this
-    round}, owners list for this round).
+    `members`: {member_id: (url, owned partition indices)}. Returns ({member_id: indices
+    assigned this round}, owners list for this round).
     """
     order = sorted(members, key=lambda m: (-len(members[m][1]), m))
     base, extra = divmod(partitions, len(order)) if order else (0, 0)
     desired, taken = {m: [] for m in order}, set()
     for member in order:  # keep what is held, up to a balanced share
         cap = base + 1 if extra > 0 else base
-        kept = sorted(p for p in members[member][1] if p < partitions and p not in taken)[:cap]
+        kept = sorted(
+            p for p in members[member][1] if p < partitions and p not in taken
+        )[:cap]
         if len(kept) == base + 1:
             extra -= 1
         desired[member] = kept
         taken.update(kept)
-    for p in (p for p in range(partitions) if p not in taken):  # the rest to the least loaded
+    for p in (
+        p for p in range(partitions) if p not in taken
+    ):  # the rest to the least loaded
         member = min(order, key=lambda m: (len(desired[m]), m))
         desired[member].append(p)
     holder = {}
@@ -46,7 +53,8 @@ def plan(partitions, members):
         for p in owned:
             holder.setdefault(p, member)
     this_round = {
-        member: {p for p in desired[member] if holder.get(p, member) == member} for member in order
+        member: {p for p in desired[member] if holder.get(p, member) == member}
+        for member in order
     }
     owners = [None] * partitions
     for member, indices in this_round.items():
@@ -60,7 +68,7 @@ def encode_subscription(url):
 
 
 def decode_subscription(data):
-    """The URL a member advertised, or None for a member that is not a kvstore instance."""
+    """The URL a member advertised, or None for a member that is not kvstore."""
     try:
         url = json.loads(data.decode())["url"]
     except (ValueError, KeyError, TypeError, AttributeError):
@@ -69,12 +77,16 @@ def decode_subscription(data):
 
 
 def encode_assignment(owners, members):
-    return json.dumps({"owners": list(owners), "members": sorted(set(members))}).encode()
+    return json.dumps(
+        {"owners": list(owners), "members": sorted(set(members))}
+    ).encode()
 
 
 def decode_assignment(data, generation):
     try:
         decoded = json.loads(data.decode())
-        return GroupView(generation, tuple(decoded["owners"]), tuple(decoded["members"]))
+        return GroupView(
+            generation, tuple(decoded["owners"]), tuple(decoded["members"])
+        )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None

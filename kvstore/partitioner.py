@@ -1,5 +1,7 @@
-"""Key → partition: murmur2 over the topic's real partition count, as Kafka's Java client (and
-kafka-python's DefaultPartitioner) compute it, so the router and the producer always agree."""
+"""Key → partition: murmur2 over the topic's real partition count, as Kafka's Java
+client (and kafka-python's DefaultPartitioner) compute it, so the router and the
+producer always agree.
+"""
 
 
 def murmur2(data):
@@ -9,13 +11,13 @@ def murmur2(data):
     h = (seed ^ length) & 0xFFFFFFFF
     whole = length // 4
     for i in range(whole):
-        k = int.from_bytes(data[4 * i:4 * i + 4], "little")
+        k = int.from_bytes(data[4 * i : 4 * i + 4], "little")
         k = (k * m) & 0xFFFFFFFF
         k ^= k >> r
         k = (k * m) & 0xFFFFFFFF
         h = (h * m) & 0xFFFFFFFF
         h ^= k
-    tail = data[4 * whole:]
+    tail = data[4 * whole :]
     if len(tail) >= 3:
         h ^= tail[2] << 16
     if len(tail) >= 2:

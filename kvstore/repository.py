@@ -1,8 +1,10 @@
 """The repository: get, put, delete and list entries of a namespace, for the views.
 
-Reads come from the cache; writes are routed, serialised per key, produced to Kafka, and answered only
-once this instance's cache has applied them (read-your-writes), or honestly as not yet applied.
+Reads come from the cache; writes are routed, serialised per key, produced to Kafka, and
+answered only once this instance's cache has applied them (read-your-writes), or
+honestly as not yet applied.
 """
+
 import dataclasses
 import json
 import os
@@ -10,20 +12,18 @@ import threading
 import time
 import uuid
 
-from rest_framework.exceptions import NotFound
-
-from kvstore import cache, gather, log, routing
+from kvstore import cache, gather, locks, log, routing
 from kvstore.conf import store_settings
-from kvstore.errors import NotServing, PreconditionFailed, RecordTooLarge
+from kvstore.errors import EntryNotFound, NotServing, PreconditionFailed, RecordTooLarge
 from kvstore.partitioner import partition_for
-from kvstore import locks
 
 ANY = "*"
 
 
 @dataclasses.dataclass(frozen=True)
 class Version:
-    """An entry's version: the (partition, offset) of the record that wrote it. Its ETag is "p-o"."""
+    """An entry's version: the (partition, offset) of the record that wrote it. Its ETag
+    is "p-o"."""
 
     partition: int
     offset: int
@@ -39,10 +39,16 @@ class Entry:
     value: object
     version: Version
 
+    @classmethod
+    def from_row(cls, key, row):
+        """The Entry of a cache row (Stored or EntryRow)."""
+        return cls(key, json.loads(row.value), Version(row.partition, row.offset))
+
 
 @dataclasses.dataclass(frozen=True)
 class Condition:
-    """A write's precondition: If-Match ETags (or ANY), If-None-Match: * (`absent`), or must exist."""
+    """A write's precondition: If-Match ETags (or ANY), If-None-Match: * (`absent`), or
+    must exist."""
 
     if_match: tuple = ()
     absent: bool = False
@@ -52,10 +58,15 @@ class Condition:
         etag = current.version.etag if current else None
         if self.absent and current is not None:
             raise PreconditionFailed("The entry exists (If-None-Match: *).", etag)
-        if self.if_match and (current is None or (ANY not in self.if_match and etag not in self.if_match)):
-            raise PreconditionFailed("The entry's version does not match If-Match.", etag)
+        if self.if_match and not self._matches(current, etag):
+            raise PreconditionFailed(
+                "The entry's version does not match If-Match.", etag
+            )
         if self.exists and current is None:
-            raise NotFound("No such entry.")
+            raise EntryNotFound("No such entry.")
+
+    def _matches(self, current, etag):
+        return current is not None and (ANY in self.if_match or etag in self.if_match)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,15 +87,18 @@ class Repository:
     def __init__(self, settings):
         self.settings = settings
         self.reader = cache.Reader(settings.cache_path)
-        self.locks = locks.KeyLocks(locks.path_for(settings.cache_path), settings.namespaces)
+        self.locks = locks.KeyLocks(
+            locks.path_for(settings.cache_path), settings.namespaces
+        )
         self._producer = self._admin = None
         self._producer_lock = threading.Lock()
 
     # Reads
 
     def get(self, namespace, key, strong=False):
-        """The entry of `key`. `strong`: first wait until the cache has applied everything the partition
-        held when asked (Kafka's end offset), so writes made through any producer are seen."""
+        """The entry of `key`. `strong`: first wait until the cache has applied
+        everything the partition held when asked (Kafka's end offset), so writes made
+        through any producer are seen."""
         with self.reader.snapshot() as view:
             route = routing.route(view, self.settings, namespace, key)
             entry = None if strong else self._entry(view, route)
@@ -93,38 +107,51 @@ class Repository:
             with self.reader.snapshot() as view:
                 entry = self._entry(view, route)
         if entry is None:
-            raise NotFound(f"No entry {key!r} in {namespace!r}.")
+            raise EntryNotFound(f"No entry {key!r} in {namespace!r}.")
         return entry
 
     def list(self, namespace, after, limit):
-        """A page of entries in key order after the key `after`, gathered from every partition's owner."""
+        """A page of entries in key order after the key `after`, gathered from every
+        partition's owner."""
         after = after or ""
         with self.reader.snapshot() as view:
             where = gather.plan(view, self.settings, namespace)
-            local_rows = view.entries(namespace, [p for p, peer in where.items() if peer is None], after, limit + 1)
+            mine = [p for p, peer in where.items() if peer is None]
+            local_rows = view.entries(namespace, mine, after, limit + 1)
         rows = gather.merge(local_rows, where, namespace, after, limit + 1)
-        entries = [Entry(key, json.loads(value), Version(p, o)) for key, p, o, value in rows[:limit]]
+        entries = [Entry.from_row(row.key, row) for row in rows[:limit]]
         return Page(entries, entries[-1].key if len(rows) > limit else None)
 
     def local_rows(self, namespace, partitions, after, limit):
-        """Rows of `partitions`, each of which this instance must serve itself (a peer's gather)."""
+        """EntryRows of `partitions`, each of which this instance must serve itself (a
+        peer's gather: never redirected)."""
         with self.reader.snapshot() as view:
             routing.check_consumer(view, self.settings)
             for partition in partitions:
                 held = view.partition(namespace, partition)
-                if held is None or held[0] != cache.READY:
-                    raise NotServing(f"Partition {partition} of {namespace!r} is not served here.",
-                                     code="partition_moving", partition=partition)
+                if held is None or held.state != cache.READY:
+                    raise NotServing(
+                        f"Partition {partition} of {namespace!r} is not served here.",
+                        code="partition_moving",
+                        partition=partition,
+                    )
             return view.entries(namespace, partitions, after or "", limit)
 
     def new_key(self, namespace):
-        """A fresh random key whose partition this instance serves, so creating it needs no redirect."""
+        """A fresh random key whose partition this instance serves, so creating it needs
+        no redirect."""
         with self.reader.snapshot() as view:
             routing.check_consumer(view, self.settings)
-            _, partitions, _ = routing.topic_facts(view, namespace)
-            mine = {p for ns, p, state, *_ in view.partitions(namespace) if state == cache.READY}
+            partitions = routing.topic_facts(view, namespace).partitions
+            mine = {
+                row.partition
+                for row in view.partitions(namespace)
+                if row.state == cache.READY
+            }
         if not mine:
-            raise NotServing(f"This instance serves no partition of {namespace!r} right now.", wait=2)
+            raise NotServing(
+                f"This instance serves no partition of {namespace!r} right now.", wait=2
+            )
         while True:  # expected tries: partitions / len(mine)
             key = uuid.uuid4().hex
             if partition_for(key, partitions) in mine:
@@ -133,20 +160,24 @@ class Repository:
     # Writes
 
     def put(self, namespace, key, value, condition=Condition()):
-        """Write `value` under `key` if `condition` holds; `value` may be a function of the current Entry."""
+        """Write `value` under `key` if `condition` holds; `value` may be a function of
+        the current Entry."""
         with self.reader.snapshot() as view:
             route = routing.route(view, self.settings, namespace, key)
         with self.locks.hold(namespace, key) as slot:
             current = self._current_under_lock(route, slot)
             condition.check(current)
             new_value = value(current) if callable(value) else value
-            payload = json.dumps(new_value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            payload = json.dumps(
+                new_value, separators=(",", ":"), ensure_ascii=False
+            ).encode("utf-8")
             self._check_size(route, payload)
             version, applied = self._write(route, slot, payload)
-        return WriteResult(Entry(key, new_value, version), version, applied, created=current is None)
+        entry = Entry(key, new_value, version)
+        return WriteResult(entry, version, applied, created=current is None)
 
     def delete(self, namespace, key, condition=Condition()):
-        """Write a tombstone for an existing `key`; NotFound when there is none."""
+        """Write a tombstone for an existing `key`; EntryNotFound when there is none."""
         with self.reader.snapshot() as view:
             route = routing.route(view, self.settings, namespace, key)
         with self.locks.hold(namespace, key) as slot:
@@ -156,45 +187,58 @@ class Repository:
         return WriteResult(None, version, applied, created=False)
 
     def _current_under_lock(self, route, slot):
-        """The entry as of every write acknowledged before: first wait for the bucket's last write, and
-        for a partition that came here recently, for Kafka's end offset too."""
+        """The entry as of every write acknowledged before: first wait for the bucket's
+        last write, and for a partition that came here recently, for Kafka's end offset
+        too."""
         if slot.last is not None:
             namespace, partition, offset = slot.last
             if not self.wait_applied(namespace, partition, offset):
-                raise NotServing("A previous write to this key is not applied yet; try again.", code="write_pending")
+                raise NotServing(
+                    "A previous write to this key is not applied yet; try again.",
+                    code="write_pending",
+                )
         with self.reader.snapshot() as view:
             ready_at = view.ready_at(route.namespace, route.partition)
             entry = self._entry(view, route)
-        if ready_at is not None and time.time() - ready_at < self.settings.produce_timeout + 2:
-            # The previous owner's producer may still deliver a write after the end offset this instance
-            # restored to (for up to its delivery timeout): judge no condition before seeing it.
+        recent = self.settings.produce_timeout + 2
+        if ready_at is not None and time.time() - ready_at < recent:
+            # The previous owner's producer may still deliver a write after the end
+            # offset this instance restored to (for up to its delivery timeout): judge
+            # no condition before seeing it.
             self._catch_up(route)
             with self.reader.snapshot() as view:
                 entry = self._entry(view, route)
         return entry
 
     def _write(self, route, slot, payload):
-        written = self.producer().send(route.topic, route.partition, route.key.encode("utf-8"), payload)
+        written = self.producer().send(
+            route.topic, route.partition, route.key.encode("utf-8"), payload
+        )
         slot.remember(route.namespace, written.partition, written.offset)
         applied = self.wait_applied(route.namespace, written.partition, written.offset)
         return Version(written.partition, written.offset), applied
 
     def _check_size(self, route, payload):
-        limit = route.max_message_bytes - log.RECORD_OVERHEAD - len(route.key.encode("utf-8"))
+        key_bytes = len(route.key.encode("utf-8"))
+        limit = route.max_message_bytes - log.RECORD_OVERHEAD - key_bytes
         if len(payload) > limit:
             raise RecordTooLarge(
-                f"The value is {len(payload)} bytes; this namespace's topic takes at most {limit} for this key."
+                f"The value is {len(payload)} bytes; this namespace's topic takes at "
+                f"most {limit} for this key."
             )
 
     def wait_applied(self, namespace, partition, offset, timeout=None):
-        """Wait until this instance's cache has applied `offset`; False if it has not in time."""
-        deadline = time.monotonic() + (self.settings.apply_timeout if timeout is None else timeout)
+        """Wait until this instance's cache has applied `offset`; False if it has not in
+        time."""
+        timeout = self.settings.apply_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
         conn, pause = self.reader.connection(), 0.0005
         while True:
-            state = cache.position(conn, namespace, partition) if conn is not None else None
-            if state is not None and state[1] > offset:
+            state = cache.position(conn, namespace, partition) if conn else None
+            if state is not None and state.position > offset:
                 return True
-            if time.monotonic() >= deadline or (state is not None and state[0] == cache.REVOKED):
+            revoked = state is not None and state.state == cache.REVOKED
+            if time.monotonic() >= deadline or revoked:
                 return False
             time.sleep(pause)
             pause = min(pause * 2, 0.005)
@@ -202,16 +246,24 @@ class Repository:
     def _catch_up(self, route):
         with self._producer_lock:
             if self._admin is None:
-                self._admin = log.open_admin(self.settings, timeout_ms=int(self.settings.produce_timeout * 1000))
+                timeout_ms = int(self.settings.produce_timeout * 1000)
+                self._admin = log.open_admin(self.settings, timeout_ms=timeout_ms)
         end = self._admin.offsets(route.topic, [route.partition])[route.partition]
         if end > 0 and not self.wait_applied(route.namespace, route.partition, end - 1):
-            raise NotServing(f"Partition {route.partition} has not caught up with Kafka's end offset {end} yet.",
-                             code="not_caught_up", partition=route.partition)
+            raise NotServing(
+                f"Partition {route.partition} has not caught up with Kafka's end "
+                "offset "
+                f"{end} yet.",
+                code="not_caught_up",
+                partition=route.partition,
+            )
 
     def producer(self):
         with self._producer_lock:
             if self._producer is None:
-                self._producer = log.Producer(self.settings, self.settings.produce_timeout)
+                self._producer = log.Producer(
+                    self.settings, self.settings.produce_timeout
+                )
             return self._producer
 
     def close(self):
@@ -222,23 +274,25 @@ class Repository:
     @staticmethod
     def _entry(view, route):
         row = view.entry(route.namespace, route.key)
-        # A row written to another partition by a foreign producer is not this key's entry.
-        if row is None or row[0] != route.partition:
+        # A row written to another partition by a foreign producer is not this key's.
+        if row is None or row.partition != route.partition:
             return None
-        partition, offset, value = row
-        return Entry(route.key, json.loads(value), Version(partition, offset))
+        return Entry.from_row(route.key, row)
 
 
 _repositories = {}
 
 
 def get_repository():
-    """This process's repository for the settings in force (one producer per process, made after fork)."""
+    """This process's repository for the settings in force (one producer per process,
+    made after fork)."""
     settings = store_settings()
     key = (os.getpid(), id(settings))
     if key not in _repositories:
         for (pid, _), stale in _repositories.items():
-            if pid == os.getpid():  # a forked child must not touch its parent's producer
+            if (
+                pid == os.getpid()
+            ):  # a forked child must not touch its parent's producer
                 stale.close()
         _repositories.clear()
         _repositories[key] = Repository(settings)

@@ -1,7 +1,10 @@
-"""Routing: which partition a key lives in, and whether this instance may answer for it now.
+"""Routing: which partition a key lives in, and where it can be served now.
 
-An instance answers for a partition only while its consumer is alive and holds the partition restored.
+`locate` *returns* the answer (here, a peer's URL, or why nobody can serve it now);
+`route` is for callers that go on only when the answer is "here". An instance answers
+for a partition only while its consumer is alive and holds the partition restored.
 """
+
 import dataclasses
 import ipaddress
 import logging
@@ -19,6 +22,8 @@ MAX_KEY_BYTES = 255
 
 @dataclasses.dataclass(frozen=True)
 class Route:
+    """A key this instance serves now, and what writing it needs."""
+
     namespace: str
     key: str
     topic: str
@@ -26,8 +31,23 @@ class Route:
     max_message_bytes: int
 
 
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """Where a partition is served now: here, by the peer at `owner`, or (`unavailable`,
+    the NotServing to answer with) by nobody this instance can name."""
+
+    partition: int
+    owner: str | None = None
+    unavailable: NotServing | None = None
+
+    @property
+    def here(self):
+        return self.owner is None and self.unavailable is None
+
+
 def validate_key(key):
-    """Raise InvalidKey unless `key` is 1 to 255 bytes of UTF-8 without control characters."""
+    """Raise InvalidKey unless `key` is 1 to 255 bytes of UTF-8 without control
+    characters."""
     if not key:
         raise InvalidKey("The key is empty.")
     if len(key.encode("utf-8")) > MAX_KEY_BYTES:
@@ -36,47 +56,113 @@ def validate_key(key):
         raise InvalidKey("The key contains a control character.")
 
 
+def consumer_alive(member, settings):
+    """The one rule for "this instance's consumer process is alive": it has run and its
+    heartbeat is recent."""
+    return (
+        member is not None
+        and time.time() - member.heartbeat <= settings.heartbeat_timeout
+    )
+
+
 def check_consumer(view, settings):
-    """Raise NotServing unless this instance's consumer process is alive (fresh heartbeat)."""
+    """Raise NotServing unless this instance's consumer process is alive."""
     member = view.member() if view is not None else None
-    if member is None:
-        raise NotServing("This instance's consumer process has not started.", code="consumer_unavailable", wait=2)
-    if time.time() - member[1] > settings.heartbeat_timeout:
-        raise NotServing("This instance's consumer process is not running.", code="consumer_unavailable", wait=2)
+    if not consumer_alive(member, settings):
+        started = member is not None
+        raise NotServing(
+            "This instance's consumer process "
+            + ("is not running." if started else "has not started."),
+            code="consumer_unavailable",
+            wait=2,
+        )
 
 
 def topic_facts(view, namespace):
+    """The namespace's TopicFacts, as the consumer recorded them."""
     facts = view.topic(namespace)
     if facts is None:
-        raise NotServing(f"The consumer has not described namespace {namespace!r} yet.", code="consumer_unavailable")
+        raise NotServing(
+            f"The consumer has not described namespace {namespace!r} yet.",
+            code="consumer_unavailable",
+        )
     return facts
 
 
-def route(view, settings, namespace, key):
-    """The Route of `key` if this instance serves its partition now; NotOwner if a peer does;
-    else NotServing."""
+def partition_of(view, settings, namespace, key):
+    """The partition of `key`; InvalidKey for a bad key, NotServing when this instance
+    cannot tell (its consumer is gone or has not described the namespace)."""
     validate_key(key)
     check_consumer(view, settings)
-    topic, partitions, max_message_bytes = topic_facts(view, namespace)
-    partition = partition_for(key, partitions)
-    check_partition(view, settings, namespace, partition)
-    return Route(namespace, key, topic, partition, max_message_bytes)
+    return partition_for(key, topic_facts(view, namespace).partitions)
+
+
+def locate(view, settings, namespace, partition):
+    """The Placement of one partition as this instance sees it now."""
+    held = view.partition(namespace, partition)
+    if held is None or held.state == cache.REVOKED:
+        owner = owner_of(view, settings, partition)
+        if owner is not None:
+            return Placement(partition, owner=owner)
+        moving = NotServing(
+            f"Partition {partition} of {namespace!r} is moving between instances; "
+            "its owner is not known yet.",
+            code="partition_moving",
+            partition=partition,
+        )
+        return Placement(partition, unavailable=moving)
+    if held.state == cache.RESTORING:
+        restoring = NotServing(
+            f"Partition {partition} of {namespace!r} is still being restored "
+            f"({held.position} of {held.target}).",
+            code="partition_restoring",
+            partition=partition,
+        )
+        return Placement(partition, unavailable=restoring)
+    return Placement(partition)
+
+
+def locate_key(view, settings, namespace, key):
+    """The Placement of `key`'s partition (raises as `partition_of` does)."""
+    return locate(
+        view, settings, namespace, partition_of(view, settings, namespace, key)
+    )
+
+
+def route(view, settings, namespace, key):
+    """The Route of `key` if this instance serves its partition now; NotOwner if a peer
+    does; else NotServing."""
+    placement = locate_key(view, settings, namespace, key)
+    if placement.owner is not None:
+        raise NotOwner(placement.owner, placement.partition)
+    if placement.unavailable is not None:
+        raise placement.unavailable
+    facts = view.topic(namespace)
+    return Route(
+        namespace, key, facts.topic, placement.partition, facts.max_message_bytes
+    )
 
 
 def owner_of(view, settings, partition):
-    """The allowed peer URL that owns `partition` by the group's last assignment, or None."""
+    """The allowed peer URL that owns `partition` by the group's last assignment, or
+    None."""
     group = view.group()
     owner = group.owner(partition) if group is not None else None
     if owner is None or owner == settings.advertised_url:
         return None
     if not peer_allowed(settings, owner):
-        logger.warning("partition %s: owner %s is not in KVSTORE_PEER_ALLOWLIST; not redirecting", partition, owner)
+        logger.warning(
+            "partition %s: owner %s is not in KVSTORE_PEER_ALLOWLIST; not redirecting",
+            partition,
+            owner,
+        )
         return None
     return owner
 
 
 def peer_allowed(settings, url):
-    """Only peers on the allow-list (by default: any loopback address) are redirect targets."""
+    """Only peers on the allow-list (by default: any loopback address) are redirect
+    targets."""
     if settings.peer_allowlist:
         return url.rstrip("/") in settings.peer_allowlist
     host = urlsplit(url).hostname or ""
@@ -86,20 +172,3 @@ def peer_allowed(settings, url):
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def check_partition(view, settings, namespace, partition):
-    held = view.partition(namespace, partition)
-    if held is None or held[0] == cache.REVOKED:
-        owner = owner_of(view, settings, partition)
-        if owner is not None:
-            raise NotOwner(owner, partition)
-        raise NotServing(
-            f"Partition {partition} of {namespace!r} is moving between instances; its owner is not known yet.",
-            code="partition_moving", partition=partition,
-        )
-    if held[0] == cache.RESTORING:
-        raise NotServing(
-            f"Partition {partition} of {namespace!r} is still being restored ({held[1]} of {held[2]}).",
-            code="partition_restoring", partition=partition,
-        )

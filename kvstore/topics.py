@@ -1,7 +1,10 @@
-"""Namespace topics: create them compacted and co-partitioned, or verify the ones that exist.
+"""Namespace topics: create them compacted and co-partitioned, or verify the ones that
+exist.
 
-`plan()` is pure (the cluster's answer in, the work and the problems out); `ensure()` applies it.
+`plan()` is pure (the cluster's answer in, the work and the problems out); `ensure()`
+applies it.
 """
+
 import dataclasses
 
 from kvstore.errors import TopicMisconfigured
@@ -11,7 +14,8 @@ COMPACT = "compact"
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """What `ensure()` will do: topics to create, and the partition count they all share."""
+    """What `ensure()` will do: topics to create, and the partition count they all
+    share."""
 
     create: tuple[str, ...]
     partitions: int
@@ -19,7 +23,8 @@ class Plan:
 
 
 def creation_configs(settings):
-    """Topic configs for a new namespace topic: compacted, plus the operator's extra configs."""
+    """Topic configs for a new namespace topic: compacted, plus the operator's extra
+    configs."""
     configs = dict(settings.topic_configs)
     configs["cleanup.policy"] = COMPACT
     return configs
@@ -29,8 +34,9 @@ def plan(settings, existing):
     """Decide what to do with the namespace topics, given `{topic: TopicState or None}`.
 
     Raises TopicMisconfigured listing every problem: a topic that is not compacted (only
-    `cleanup.policy=compact` keeps every key forever), or partition counts that differ from one
-    another or from KVSTORE_PARTITIONS (a key's partition depends on the count, so it is fixed).
+    `cleanup.policy=compact` keeps every key forever), or partition counts that differ
+    from one another or from KVSTORE_PARTITIONS (a key's partition depends on the count,
+    so it is fixed).
     """
     present = {name: state for name, state in existing.items() if state is not None}
     problems = []
@@ -38,18 +44,26 @@ def plan(settings, existing):
         policy = state.configs.get("cleanup.policy", "")
         if policy != COMPACT:
             problems.append(
-                f"topic {name} has cleanup.policy={policy!r}; the store needs 'compact' "
+                f"topic {name} has cleanup.policy={policy!r}; the store needs "
+                "'compact' "
                 f"(a delete policy would drop keys when their retention ends)"
             )
     counts = {state.partitions for state in present.values()}
     if len(counts) > 1:
-        sizes = ", ".join(f"{name}={state.partitions}" for name, state in sorted(present.items()))
-        problems.append(f"namespace topics must be co-partitioned but have different partition counts: {sizes}")
+        sizes = ", ".join(
+            f"{name}={state.partitions}" for name, state in sorted(present.items())
+        )
+        problems.append(
+            "namespace topics must be co-partitioned but have different partition "
+            f"counts: {sizes}"
+        )
     elif counts and counts != {settings.partitions}:
         (count,) = counts
         problems.append(
-            f"the namespace topics have {count} partitions but KVSTORE_PARTITIONS={settings.partitions}; "
-            f"the partition count is fixed when the topics are created: set KVSTORE_PARTITIONS={count}"
+            f"the namespace topics have {count} partitions but "
+            f"KVSTORE_PARTITIONS={settings.partitions}; "
+            "the partition count is fixed when the topics are created: set "
+            f"KVSTORE_PARTITIONS={count}"
         )
     if problems:
         raise TopicMisconfigured("; ".join(problems))
@@ -66,19 +80,29 @@ def plan(settings, existing):
 def ensure(admin, settings, report=lambda message: None):
     """Create the missing namespace topics and verify all of them; idempotent.
 
-    Returns the verified `{topic: TopicState}`. Raises TopicMisconfigured (and creates nothing)
-    when an existing topic cannot serve as the store's database.
+    Returns the verified `{topic: TopicState}`. Raises TopicMisconfigured (and creates
+    nothing) when an existing topic cannot serve as the store's database.
     """
     names = list(settings.topics().values())
     work = plan(settings, admin.describe(names))
     for note in work.notes:
         report(f"note: {note}")
     for name in work.create:
-        admin.create(name, work.partitions, settings.replication_factor, creation_configs(settings))
-        report(f"created {name} ({work.partitions} partitions, replication factor {settings.replication_factor}, compacted)")
+        admin.create(
+            name,
+            work.partitions,
+            settings.replication_factor,
+            creation_configs(settings),
+        )
+        report(
+            f"created {name} ({work.partitions} partitions, replication factor "
+            f"{settings.replication_factor}, compacted)"
+        )
     verified = admin.describe(names)
     plan(settings, verified)  # a concurrent creator could have made them differently
     for name in names:
         if name not in work.create:
-            report(f"verified {name} ({verified[name].partitions} partitions, compacted)")
+            report(
+                f"verified {name} ({verified[name].partitions} partitions, compacted)"
+            )
     return verified

@@ -1,5 +1,8 @@
-"""A real Kafka broker for the test session: the one named by KAFKA_BOOTSTRAP_SERVERS, else a
-testcontainers Apache Kafka when a Docker daemon answers, else the project's own `bin/kafka-local`."""
+"""A real Kafka broker for the test session: the one named by KAFKA_BOOTSTRAP_SERVERS,
+else a testcontainers Apache Kafka when a Docker daemon answers, else the project's own
+`bin/kafka-local`.
+"""
+
 import contextlib
 import os
 import socket
@@ -17,7 +20,9 @@ def free_port(count=1, step=1):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        if port + (count - 1) * step < 65000 and all(_is_free(port + i * step) for i in range(count)):
+        if port + (count - 1) * step < 65000 and all(
+            _is_free(port + i * step) for i in range(count)
+        ):
             return port
     raise RuntimeError("no free port found")
 
@@ -38,19 +43,26 @@ def _docker_answers():
         client = docker.from_env(timeout=3)
         client.ping()
         return True
-    except Exception:  # no client library, no socket, no daemon: all mean "no Docker here"
+    except (
+        Exception
+    ):  # no client library, no socket, no daemon: all mean "no Docker here"
         return False
 
 
 @contextlib.contextmanager
 def kafka_local(nodes=1):
-    """A fresh broker from `bin/kafka-local` on free ports with throw-away data; stopped afterwards."""
+    """A fresh broker from `bin/kafka-local` on free ports with throw-away data; stopped
+    afterwards."""
     port = free_port(count=2, step=100) if nodes == 1 else _free_cluster_ports(nodes)
     with tempfile.TemporaryDirectory(prefix="kvstore-kafka-") as data:
         env = dict(os.environ, KAFKA_PORT=str(port), KAFKA_DATA_DIR=data)
         script = str(ROOT / "bin" / "kafka-local")
         started = subprocess.run(
-            [script, "start", "--nodes", str(nodes)], env=env, capture_output=True, text=True, timeout=300
+            [script, "start", "--nodes", str(nodes)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         if started.returncode != 0:
             subprocess.run([script, "stop"], env=env, capture_output=True)
@@ -71,7 +83,8 @@ def _free_cluster_ports(nodes):
 
 @contextlib.contextmanager
 def testcontainers_kafka():
-    """Apache Kafka's official image in KRaft mode, advertised on a fixed free host port."""
+    """Apache Kafka's official image in KRaft mode, advertised on a fixed free host
+    port."""
     from testcontainers.core.container import DockerContainer
     from testcontainers.core.waiting_utils import wait_for_logs
 
@@ -84,7 +97,10 @@ def testcontainers_kafka():
         .with_env("KAFKA_LISTENERS", "PLAINTEXT://:9092,CONTROLLER://:9093")
         .with_env("KAFKA_ADVERTISED_LISTENERS", f"PLAINTEXT://127.0.0.1:{port}")
         .with_env("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER")
-        .with_env("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT")
+        .with_env(
+            "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
+            "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        )
         .with_env("KAFKA_CONTROLLER_QUORUM_VOTERS", "1@localhost:9093")
         .with_env("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1")
         .with_env("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")

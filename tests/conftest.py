@@ -1,4 +1,6 @@
-"""Shared fixtures: one real Kafka broker per session, and per-test settings that isolate topics."""
+"""Shared fixtures: one real Kafka broker per session, and per-test settings that
+isolate topics."""
+
 import dataclasses
 import uuid
 
@@ -10,7 +12,8 @@ from tests import brokers
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap():
-    """Bootstrap servers of the session's real broker (see tests/brokers.py for where it comes from)."""
+    """Bootstrap servers of the session's real broker (see tests/brokers.py for where it
+    comes from)."""
     with brokers.session_broker() as (bootstrap, source):
         print(f"\nKafka for this session: {bootstrap} ({source})")
         yield bootstrap
@@ -18,7 +21,8 @@ def kafka_bootstrap():
 
 @pytest.fixture
 def store_settings(settings, kafka_bootstrap):
-    """StoreSettings for one test: its own topic prefix and group id, so tests never share data."""
+    """StoreSettings for one test: its own topic prefix and group id, so tests never
+    share data."""
     unique = uuid.uuid4().hex[:10]
     settings.KVSTORE = dataclasses.replace(
         conf.from_environ({}),

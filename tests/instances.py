@@ -1,5 +1,6 @@
-"""Real store instances for tests: `manage.py kvstore_consume` and gunicorn as subprocesses, configured
-only by environment, exactly as a user runs them."""
+"""Real store instances for tests: `manage.py kvstore_consume` and gunicorn as
+subprocesses, configured only by environment, exactly as a user runs them."""
+
 import dataclasses
 import os
 import signal
@@ -34,7 +35,7 @@ def isolated_settings(bootstrap, **fields):
 def environment(settings, **extra):
     env = dict(
         os.environ,
-        DJANGO_SETTINGS_MODULE="kvstore.settings",
+        DJANGO_SETTINGS_MODULE="config.settings",
         KAFKA_BOOTSTRAP_SERVERS=",".join(settings.bootstrap_servers),
         KVSTORE_TOPIC_PREFIX=settings.topic_prefix,
         KVSTORE_GROUP_ID=settings.group_id,
@@ -53,14 +54,17 @@ def environment(settings, **extra):
 
 
 class Instance:
-    """One store instance: a consumer process and a gunicorn server sharing one cache file."""
+    """One store instance: a consumer process and a gunicorn server sharing one cache
+    file."""
 
     def __init__(self, settings, directory, workers=2):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
-        self.settings = dataclasses.replace(settings, cache_path=directory / "cache.sqlite3", advertised_url=self.url)
+        self.settings = dataclasses.replace(
+            settings, cache_path=directory / "cache.sqlite3", advertised_url=self.url
+        )
         self.workers = workers
         self.consumer = self.web = None
         self.consumer_log = directory / "consumer.log"
@@ -71,16 +75,34 @@ class Instance:
     def start_consumer(self):
         log = open(self.consumer_log, "a")
         self.consumer = subprocess.Popen(
-            [PYTHON, "manage.py", "kvstore_consume"], cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT
+            [PYTHON, "manage.py", "kvstore_consume"],
+            cwd=ROOT,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         return self.consumer
 
     def start_web(self):
         log = open(self.directory / "web.log", "a")
         self.web = subprocess.Popen(
-            [GUNICORN, "kvstore.wsgi", "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
-             "--threads", "4", "--graceful-timeout", "2", "--no-control-socket"],
-            cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
+            [
+                GUNICORN,
+                "config.wsgi",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(self.workers),
+                "--threads",
+                "4",
+                "--graceful-timeout",
+                "2",
+                "--no-control-socket",
+            ],
+            cwd=ROOT,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         wait_for(lambda: _answers(self.url + "/healthz"), 30, "gunicorn to answer")
         return self.web
@@ -92,7 +114,12 @@ class Instance:
         return self
 
     def wait_ready(self, timeout=60):
-        wait_for(lambda: _answers(self.url + "/readyz"), timeout, f"{self.url}/readyz to say ready", self.consumer_log)
+        wait_for(
+            lambda: _answers(self.url + "/readyz"),
+            timeout,
+            f"{self.url}/readyz to say ready",
+            self.consumer_log,
+        )
 
     def stop_consumer(self, sig=signal.SIGTERM, timeout=30):
         """Signal the consumer and wait for it; returns its exit code."""
@@ -102,10 +129,13 @@ class Instance:
         return self.consumer.wait(timeout)
 
     def kill(self, consumer=True, web=True):
-        """SIGKILL the consumer and/or gunicorn with its workers, as a machine crash would."""
+        """SIGKILL the consumer and/or gunicorn with its workers, as a machine crash
+        would."""
         victims = []
         if web and self.web is not None:
-            children = subprocess.run(["pgrep", "-P", str(self.web.pid)], capture_output=True, text=True).stdout
+            children = subprocess.run(
+                ["pgrep", "-P", str(self.web.pid)], capture_output=True, text=True
+            ).stdout
             victims += [self.web.pid] + [int(pid) for pid in children.split()]
         if consumer and self.consumer is not None:
             victims.append(self.consumer.pid)
@@ -128,10 +158,13 @@ class Instance:
                 self.web.kill()
 
     def cache(self, sql, params=()):
-        """Run a read-only query on this instance's cache file ([] until the consumer has made it)."""
+        """Run a read-only query on this instance's cache file ([] until the consumer
+        has made it)."""
         if not self.settings.cache_path.exists():
             return []
-        conn = sqlite3.connect(f"file:{self.settings.cache_path}?mode=ro", uri=True, timeout=10)
+        conn = sqlite3.connect(
+            f"file:{self.settings.cache_path}?mode=ro", uri=True, timeout=10
+        )
         try:
             return conn.execute(sql, params).fetchall()
         except sqlite3.OperationalError as exc:
@@ -142,7 +175,9 @@ class Instance:
             conn.close()
 
     def api(self, method, path, **kwargs):
-        return requests.request(method, self.url + path, timeout=30, allow_redirects=False, **kwargs)
+        return requests.request(
+            method, self.url + path, timeout=30, allow_redirects=False, **kwargs
+        )
 
 
 def _answers(url):

@@ -1,28 +1,42 @@
-"""Plain Kafka clients for tests: write and read records the way ordinary Kafka tools do, bypassing the store."""
+"""Plain Kafka clients for tests: write and read records the way ordinary Kafka tools
+do, bypassing the store."""
+
 import time
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 
 def produce(bootstrap, topic, records, partition=None):
-    """Write (key, value) pairs; value None is a tombstone. Returns [(partition, offset)]."""
+    """Write (key, value) pairs; value None is a tombstone. Returns [(partition,
+    offset)]."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     try:
         futures = [
-            producer.send(topic, key=_bytes(key), value=_bytes(value), partition=partition)
+            producer.send(
+                topic, key=_bytes(key), value=_bytes(value), partition=partition
+            )
             for key, value in records
         ]
         producer.flush()
-        return [(meta.partition, meta.offset) for meta in (f.get(timeout=30) for f in futures)]
+        return [
+            (meta.partition, meta.offset)
+            for meta in (f.get(timeout=30) for f in futures)
+        ]
     finally:
         producer.close()
 
 
 def read_all(bootstrap, topic, timeout=30):
-    """Every record now in the topic, as (partition, offset, key, value) with raw bytes (None kept)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    """Every record now in the topic, as (partition, offset, key, value) with raw bytes
+    (None kept)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None
+    )
     try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        partitions = [
+            TopicPartition(topic, p)
+            for p in sorted(consumer.partitions_for_topic(topic))
+        ]
         consumer.assign(partitions)
         consumer.seek_to_beginning()
         ends = consumer.end_offsets(partitions)

@@ -1,4 +1,6 @@
-"""The HTTP API of one real instance (gunicorn + consumer process) against a real broker."""
+"""The HTTP API of one real instance (gunicorn + consumer process) against a real
+broker."""
+
 import concurrent.futures
 import json
 import uuid
@@ -14,7 +16,9 @@ MAX_MESSAGE_BYTES = 20000
 
 @pytest.fixture(scope="module")
 def instance(kafka_bootstrap, tmp_path_factory):
-    settings = isolated_settings(kafka_bootstrap, topic_configs=(("max.message.bytes", str(MAX_MESSAGE_BYTES)),))
+    settings = isolated_settings(
+        kafka_bootstrap, topic_configs=(("max.message.bytes", str(MAX_MESSAGE_BYTES)),)
+    )
     with log.admin(settings) as admin:
         topics.ensure(admin, settings)
     node = Instance(settings, tmp_path_factory.mktemp("api"), workers=3)
@@ -35,51 +39,89 @@ def unique(prefix="k"):
 
 class TestUsers:
     def test_crud_round_trip(self, instance):
-        created = instance.api("POST", "/api/users/", json={"name": "Ann", "email": "ann@example.com"})
+        created = instance.api(
+            "POST", "/api/users/", json={"name": "Ann", "email": "ann@example.com"}
+        )
         assert created.status_code == 201, created.text
         user = created.json()
-        assert user["name"] == "Ann" and user["email"] == "ann@example.com" and len(user["id"]) == 32
+        assert (
+            user["name"] == "Ann"
+            and user["email"] == "ann@example.com"
+            and len(user["id"]) == 32
+        )
         assert created.headers["Location"].endswith(f"/api/users/{user['id']}")
         path = f"/api/users/{user['id']}"
 
         got = instance.api("GET", path)
         assert got.status_code == 200 and got.json() == user
         assert got.headers["ETag"] == created.headers["ETag"]
-        assert instance.api("GET", path + "/").json() == user, "a trailing slash is accepted"
+        assert (
+            instance.api("GET", path + "/").json() == user
+        ), "a trailing slash is accepted"
 
-        put = instance.api("PUT", path, json={"name": "Ann B", "email": "annb@example.com"})
-        assert put.status_code == 200 and put.json() == {"id": user["id"], "name": "Ann B", "email": "annb@example.com"}
+        put = instance.api(
+            "PUT", path, json={"name": "Ann B", "email": "annb@example.com"}
+        )
+        assert put.status_code == 200 and put.json() == {
+            "id": user["id"],
+            "name": "Ann B",
+            "email": "annb@example.com",
+        }
         patched = instance.api("PATCH", path, json={"name": "Ann C"})
-        assert patched.status_code == 200 and patched.json()["email"] == "annb@example.com"
+        assert (
+            patched.status_code == 200 and patched.json()["email"] == "annb@example.com"
+        )
         assert instance.api("GET", path).json()["name"] == "Ann C", "read-your-writes"
 
         listed = instance.api("GET", "/api/users/?limit=1000").json()["results"]
-        assert {"id": user["id"], "name": "Ann C", "email": "annb@example.com"} in listed
+        assert {
+            "id": user["id"],
+            "name": "Ann C",
+            "email": "annb@example.com",
+        } in listed
 
         assert instance.api("DELETE", path).status_code == 204
         gone = instance.api("GET", path)
         assert gone.status_code == 404 and gone.json()["code"] == "not_found"
-        assert user["id"] not in [u["id"] for u in instance.api("GET", "/api/users/?limit=1000").json()["results"]]
+        assert user["id"] not in [
+            u["id"]
+            for u in instance.api("GET", "/api/users/?limit=1000").json()["results"]
+        ]
 
     @pytest.mark.parametrize(
         "body, field",
-        [({"email": "a@example.com"}, "name"), ({"name": "  ", "email": "a@example.com"}, "name"),
-         ({"name": "A", "email": "not-an-address"}, "email"), ({"name": "A"}, "email")],
+        [
+            ({"email": "a@example.com"}, "name"),
+            ({"name": "  ", "email": "a@example.com"}, "name"),
+            ({"name": "A", "email": "not-an-address"}, "email"),
+            ({"name": "A"}, "email"),
+        ],
     )
     def test_invalid_users_are_refused_and_change_nothing(self, instance, body, field):
         before = end_offsets(instance, "users")
         response = instance.api("POST", "/api/users/", json=body)
         assert response.status_code == 400
-        assert response.json()["code"] == "invalid" and field in response.json()["errors"]
+        assert (
+            response.json()["code"] == "invalid" and field in response.json()["errors"]
+        )
         assert end_offsets(instance, "users") == before
 
     def test_malformed_json_is_400(self, instance):
-        response = instance.api("POST", "/api/users/", data='{"name": "A",', headers={"Content-Type": "application/json"})
+        response = instance.api(
+            "POST",
+            "/api/users/",
+            data='{"name": "A",',
+            headers={"Content-Type": "application/json"},
+        )
         assert response.status_code == 400 and response.json()["code"] == "parse_error"
 
     @pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE"])
     def test_unknown_id_is_404(self, instance, method):
-        body = {"name": "A", "email": "a@example.com"} if method in ("PUT", "PATCH") else None
+        body = (
+            {"name": "A", "email": "a@example.com"}
+            if method in ("PUT", "PATCH")
+            else None
+        )
         before = end_offsets(instance, "users")
         response = instance.api(method, f"/api/users/{uuid.uuid4().hex}", json=body)
         assert response.status_code == 404 and response.json()["code"] == "not_found"
@@ -87,23 +129,37 @@ class TestUsers:
 
     def test_wrong_method_is_405(self, instance):
         response = instance.api("DELETE", "/api/users/")
-        assert response.status_code == 405 and response.json()["code"] == "method_not_allowed"
+        assert (
+            response.status_code == 405
+            and response.json()["code"] == "method_not_allowed"
+        )
 
     def test_browsable_api_renders_html(self, instance):
         response = instance.api("GET", "/api/users/", headers={"Accept": "text/html"})
-        assert response.status_code == 200 and "text/html" in response.headers["Content-Type"]
+        assert (
+            response.status_code == 200
+            and "text/html" in response.headers["Content-Type"]
+        )
         assert "Django REST framework" in response.text
 
 
 class TestKeyValue:
-    @pytest.mark.parametrize("value", [{"a": [1, 2, {"b": None}]}, [1, "two"], "text é€", 42, 1.5, True, None])
+    @pytest.mark.parametrize(
+        "value",
+        [{"a": [1, 2, {"b": None}]}, [1, "two"], "text é€", 42, 1.5, True, None],
+    )
     def test_any_json_value_round_trips(self, instance, value):
-        key, body = unique(), {"data": json.dumps(value), "headers": {"Content-Type": "application/json"}}
+        key, body = unique(), {
+            "data": json.dumps(value),
+            "headers": {"Content-Type": "application/json"},
+        }
         put = instance.api("PUT", f"/api/kv/{key}", **body)
         assert put.status_code == 201 and put.json() == value
         got = instance.api("GET", f"/api/kv/{key}/")
         assert got.status_code == 200 and got.json() == value
-        assert instance.api("PUT", f"/api/kv/{key}", **body).status_code == 200, "replacing is 200"
+        assert (
+            instance.api("PUT", f"/api/kv/{key}", **body).status_code == 200
+        ), "replacing is 200"
 
     def test_delete_writes_a_tombstone(self, instance):
         key = unique()
@@ -113,16 +169,32 @@ class TestKeyValue:
         assert instance.api("GET", f"/api/kv/{key}").status_code == 404
         assert instance.api("DELETE", f"/api/kv/{key}").status_code == 404
 
-        partition, offset = (int(n) for n in deleted.headers["ETag"].strip('"').split("-"))
-        records = rawlog.read_all(list(instance.settings.bootstrap_servers), instance.settings.topic("kv"))
+        partition, offset = (
+            int(n) for n in deleted.headers["ETag"].strip('"').split("-")
+        )
+        records = rawlog.read_all(
+            list(instance.settings.bootstrap_servers), instance.settings.topic("kv")
+        )
         mine = [(p, o, v) for p, o, k, v in records if k == key.encode()]
         assert mine[0][2] == b'{"v":1}', "values are plain JSON"
-        assert mine[-1] == (partition, offset, None), "a tombstone's value is null on the wire, not b'' or b'null'"
+        assert mine[-1] == (
+            partition,
+            offset,
+            None,
+        ), "a tombstone's value is null on the wire, not b'' or b'null'"
 
     def test_a_record_from_a_plain_producer_is_served(self, instance):
         key = unique("plain")
-        rawlog.produce(list(instance.settings.bootstrap_servers), instance.settings.topic("kv"), [(key, '{"from": "kcat"}')])
-        wait_for(lambda: instance.api("GET", f"/api/kv/{key}").status_code == 200, 10, "the record to be served")
+        rawlog.produce(
+            list(instance.settings.bootstrap_servers),
+            instance.settings.topic("kv"),
+            [(key, '{"from": "kcat"}')],
+        )
+        wait_for(
+            lambda: instance.api("GET", f"/api/kv/{key}").status_code == 200,
+            10,
+            "the record to be served",
+        )
         assert instance.api("GET", f"/api/kv/{key}").json() == {"from": "kcat"}
 
     def test_list_pages_are_stable_and_complete(self, instance):
@@ -133,7 +205,11 @@ class TestKeyValue:
         seen, url = [], f"/api/kv/?limit=7&after={prefix}"
         while url:
             page = instance.api("GET", url).json()
-            seen += [item["key"] for item in page["results"] if item["key"].startswith(prefix)]
+            seen += [
+                item["key"]
+                for item in page["results"]
+                if item["key"].startswith(prefix)
+            ]
             url = page["next"] and page["next"].replace(instance.url, "")
             if page["results"] and not page["results"][-1]["key"].startswith(prefix):
                 break
@@ -151,17 +227,35 @@ class TestKeyValue:
 
     def test_too_large_is_413_before_producing(self, instance):
         before = end_offsets(instance, "kv")
-        response = instance.api("PUT", f"/api/kv/{unique()}", json="x" * MAX_MESSAGE_BYTES)
-        assert response.status_code == 413 and response.json()["code"] == "record_too_large"
+        response = instance.api(
+            "PUT", f"/api/kv/{unique()}", json="x" * MAX_MESSAGE_BYTES
+        )
+        assert (
+            response.status_code == 413
+            and response.json()["code"] == "record_too_large"
+        )
         assert end_offsets(instance, "kv") == before
-        assert instance.api("PUT", f"/api/kv/{unique()}", json="x" * (MAX_MESSAGE_BYTES - 300)).status_code == 201
+        assert (
+            instance.api(
+                "PUT", f"/api/kv/{unique()}", json="x" * (MAX_MESSAGE_BYTES - 300)
+            ).status_code
+            == 201
+        )
 
     @pytest.mark.parametrize("body", ["", "{", "[1,"])
     def test_missing_or_malformed_body_is_400(self, instance, body):
-        response = instance.api("PUT", f"/api/kv/{unique()}", data=body, headers={"Content-Type": "application/json"})
+        response = instance.api(
+            "PUT",
+            f"/api/kv/{unique()}",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
         assert response.status_code == 400 and response.json()["code"] == "parse_error"
 
-    @pytest.mark.parametrize("method, path", [("PATCH", "/api/kv/k"), ("POST", "/api/kv/"), ("PUT", "/api/kv/")])
+    @pytest.mark.parametrize(
+        "method, path",
+        [("PATCH", "/api/kv/k"), ("POST", "/api/kv/"), ("PUT", "/api/kv/")],
+    )
     def test_wrong_method_is_405(self, instance, method, path):
         assert instance.api(method, path, json=1).status_code == 405
 
@@ -174,48 +268,82 @@ class TestConditionalWrites:
         second = instance.api("PUT", key, json=2, headers={"If-Match": stale})
         assert second.status_code == 200
         refused = instance.api("PUT", key, json=3, headers={"If-Match": stale})
-        assert refused.status_code == 412 and refused.json()["current_version"] == second.headers["ETag"]
+        assert (
+            refused.status_code == 412
+            and refused.json()["current_version"] == second.headers["ETag"]
+        )
         assert instance.api("GET", key).json() == 2
-        assert instance.api("DELETE", key, headers={"If-Match": stale}).status_code == 412
-        assert instance.api("DELETE", key, headers={"If-Match": second.headers["ETag"]}).status_code == 204
+        assert (
+            instance.api("DELETE", key, headers={"If-Match": stale}).status_code == 412
+        )
+        assert (
+            instance.api(
+                "DELETE", key, headers={"If-Match": second.headers["ETag"]}
+            ).status_code
+            == 204
+        )
 
     def test_if_none_match_star_creates_only(self, instance):
         key = f"/api/kv/{unique()}"
-        assert instance.api("PUT", key, json=1, headers={"If-None-Match": "*"}).status_code == 201
-        assert instance.api("PUT", key, json=2, headers={"If-None-Match": "*"}).status_code == 412
+        assert (
+            instance.api("PUT", key, json=1, headers={"If-None-Match": "*"}).status_code
+            == 201
+        )
+        assert (
+            instance.api("PUT", key, json=2, headers={"If-None-Match": "*"}).status_code
+            == 412
+        )
         assert instance.api("GET", key).json() == 1
 
     def test_get_if_none_match_is_304(self, instance):
         key = f"/api/kv/{unique()}"
         etag = instance.api("PUT", key, json=1).headers["ETag"]
-        assert instance.api("GET", key, headers={"If-None-Match": etag}).status_code == 304
+        assert (
+            instance.api("GET", key, headers={"If-None-Match": etag}).status_code == 304
+        )
 
     def test_concurrent_writers_with_the_same_if_match_never_both_win(self, instance):
         key = f"/api/kv/{unique()}"
         for round_ in range(5):
-            etag = instance.api("GET", key).headers.get("ETag") or instance.api("PUT", key, json=-1).headers["ETag"]
+            etag = (
+                instance.api("GET", key).headers.get("ETag")
+                or instance.api("PUT", key, json=-1).headers["ETag"]
+            )
             with concurrent.futures.ThreadPoolExecutor(8) as pool:
-                answers = list(pool.map(
-                    lambda n: instance.api("PUT", key, json=[round_, n], headers={"If-Match": etag}).status_code, range(8)
-                ))
+                answers = list(
+                    pool.map(
+                        lambda n: instance.api(
+                            "PUT", key, json=[round_, n], headers={"If-Match": etag}
+                        ).status_code,
+                        range(8),
+                    )
+                )
             assert sorted(answers) == [200] + [412] * 7, answers
 
     def test_concurrent_patches_lose_no_update(self, instance):
-        created = instance.api("POST", "/api/users/", json={"name": "n", "email": "c@example.com"}).json()
+        created = instance.api(
+            "POST", "/api/users/", json={"name": "n", "email": "c@example.com"}
+        ).json()
         path = f"/api/users/{created['id']}"
 
         def rename(n):
             while True:
                 current = instance.api("GET", path)
-                answer = instance.api("PATCH", path, json={"name": f"{current.json()['name']}+{n}"},
-                                      headers={"If-Match": current.headers["ETag"]})
+                answer = instance.api(
+                    "PATCH",
+                    path,
+                    json={"name": f"{current.json()['name']}+{n}"},
+                    headers={"If-Match": current.headers["ETag"]},
+                )
                 if answer.status_code == 200:
                     return
                 assert answer.status_code == 412
 
         with concurrent.futures.ThreadPoolExecutor(6) as pool:
             list(pool.map(rename, range(6)))
-        assert sorted(instance.api("GET", path).json()["name"].split("+")[1:]) == [str(n) for n in range(6)]
+        assert sorted(instance.api("GET", path).json()["name"].split("+")[1:]) == [
+            str(n) for n in range(6)
+        ]
 
 
 class TestHealth:
@@ -227,4 +355,7 @@ class TestHealth:
 
     def test_unknown_url_is_json_404(self, instance):
         response = instance.api("GET", "/nope")
-        assert response.status_code == 404 and json.loads(response.text)["code"] == "not_found"
+        assert (
+            response.status_code == 404
+            and json.loads(response.text)["code"] == "not_found"
+        )

@@ -1,5 +1,7 @@
-"""Several real instances in one group: ownership, 307 redirects over HTTP, lists across the cluster,
-failover and membership changes. Real broker, real gunicorn, real consumer processes."""
+"""Several real instances in one group: ownership, 307 redirects over HTTP, lists across
+the cluster, failover and membership changes. Real broker, real gunicorn, real consumer
+processes."""
+
 import concurrent.futures
 import dataclasses
 import signal
@@ -33,7 +35,7 @@ def make_cluster(settings, directory, count):
 
 
 def wait_stable(nodes, timeout=60):
-    """Until every instance is ready and all agree on one generation and its owner map."""
+    """Until every instance is ready and all agree on one generation and owner map."""
     urls = {node.url for node in nodes}
 
     def stable():
@@ -41,18 +43,28 @@ def wait_stable(nodes, timeout=60):
         for node in nodes:
             try:
                 answer = node.api("GET", "/readyz")
-                views.append((answer.status_code, node.api("GET", "/api/cluster").json()))
+                views.append(
+                    (answer.status_code, node.api("GET", "/api/cluster").json())
+                )
             except requests.RequestException:
                 return False
         owners = {tuple(sorted(v["owners"].items())) for _, v in views}
-        return all(code == 200 for code, _ in views) and len(owners) == 1 and set(dict(next(iter(owners))).values()) == urls
+        return (
+            all(code == 200 for code, _ in views)
+            and len(owners) == 1
+            and set(dict(next(iter(owners))).values()) == urls
+        )
 
-    wait_for(stable, timeout, "the cluster to be stable", nodes[0].consumer_log, interval=0.2)
+    wait_for(
+        stable, timeout, "the cluster to be stable", nodes[0].consumer_log, interval=0.2
+    )
 
 
 def owner_of(node, key, namespace="kv"):
     described = node.api("GET", "/api/cluster").json()
-    return described["owners"][str(partition_for(key, described["namespaces"][namespace]["partitions"]))]
+    return described["owners"][
+        str(partition_for(key, described["namespaces"][namespace]["partitions"]))
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +84,12 @@ class TestRouting:
     def test_every_key_is_reachable_through_every_instance(self, cluster):
         keys = [f"reach-{i}" for i in range(24)]
         for key in keys:
-            assert requests.put(f"{cluster[0].url}/api/kv/{key}", json={"k": key}, timeout=10).status_code == 201
+            assert (
+                requests.put(
+                    f"{cluster[0].url}/api/kv/{key}", json={"k": key}, timeout=10
+                ).status_code
+                == 201
+            )
         owners = set()
         for key in keys:
             owner = owner_of(cluster[0], key)
@@ -83,47 +100,93 @@ class TestRouting:
                     assert direct.status_code == 200 and direct.json() == {"k": key}
                     continue
                 assert direct.status_code == 307, direct.text
-                assert direct.headers["Location"].startswith(f"{owner}/api/kv/{key}?x=1")
+                assert direct.headers["Location"].startswith(
+                    f"{owner}/api/kv/{key}?x=1"
+                )
                 assert direct.headers["X-Kvstore-Owner"] == owner
-                assert direct.headers["X-Kvstore-Partition"] == str(partition_for(key, PARTITIONS))
+                assert direct.headers["X-Kvstore-Partition"] == str(
+                    partition_for(key, PARTITIONS)
+                )
                 assert direct.json()["code"] == "not_owner"
                 followed = requests.get(f"{node.url}/api/kv/{key}", timeout=10)
                 assert followed.status_code == 200 and followed.json() == {"k": key}
-        assert owners == {node.url for node in cluster}, "the keys spread over all three instances"
+        assert owners == {
+            node.url for node in cluster
+        }, "the keys spread over all three instances"
 
     def test_writes_through_a_non_owner_keep_method_and_body(self, cluster):
         key = "via-non-owner"
         non_owner = next(n for n in cluster if n.url != owner_of(cluster[0], key))
         put = requests.put(f"{non_owner.url}/api/kv/{key}", json=[1, 2, 3], timeout=10)
         assert put.status_code == 201 and put.history[0].status_code == 307
-        assert requests.get(f"{non_owner.url}/api/kv/{key}", timeout=10).json() == [1, 2, 3]
+        assert requests.get(f"{non_owner.url}/api/kv/{key}", timeout=10).json() == [
+            1,
+            2,
+            3,
+        ]
         etag = put.headers["ETag"]
-        refused = requests.put(f"{non_owner.url}/api/kv/{key}", json=4, headers={"If-Match": '"0-0"'}, timeout=10)
+        refused = requests.put(
+            f"{non_owner.url}/api/kv/{key}",
+            json=4,
+            headers={"If-Match": '"0-0"'},
+            timeout=10,
+        )
         assert refused.status_code == 412, "headers survive the redirect"
-        deleted = requests.delete(f"{non_owner.url}/api/kv/{key}", headers={"If-Match": etag}, timeout=10)
+        deleted = requests.delete(
+            f"{non_owner.url}/api/kv/{key}", headers={"If-Match": etag}, timeout=10
+        )
         assert deleted.status_code == 204 and deleted.history[0].status_code == 307
-        assert requests.get(f"{non_owner.url}/api/kv/{key}", timeout=10).status_code == 404
-        patch = requests.post(f"{non_owner.url}/api/users/", json={"name": "N", "email": "n@example.com"}, timeout=10)
-        assert patch.status_code == 201 and not patch.history, "creating a user never needs a redirect"
+        assert (
+            requests.get(f"{non_owner.url}/api/kv/{key}", timeout=10).status_code == 404
+        )
+        patch = requests.post(
+            f"{non_owner.url}/api/users/",
+            json={"name": "N", "email": "n@example.com"},
+            timeout=10,
+        )
+        assert (
+            patch.status_code == 201 and not patch.history
+        ), "creating a user never needs a redirect"
         user = patch.json()["id"]
         for node in cluster:
-            answer = requests.patch(f"{node.url}/api/users/{user}", json={"name": node.url}, timeout=10)
+            answer = requests.patch(
+                f"{node.url}/api/users/{user}", json={"name": node.url}, timeout=10
+            )
             assert answer.status_code == 200 and answer.json()["name"] == node.url
 
     def test_redirect_hops_are_bounded(self, cluster):
         key = "hops"
         non_owner = next(n for n in cluster if n.url != owner_of(cluster[0], key))
         answer = non_owner.api("GET", f"/api/kv/{key}?_hop=2")
-        assert answer.status_code == 503 and answer.json()["code"] == "redirect_loop" and answer.headers["Retry-After"]
+        assert (
+            answer.status_code == 503
+            and answer.json()["code"] == "redirect_loop"
+            and answer.headers["Retry-After"]
+        )
 
-    def test_a_peer_outside_the_allow_list_is_never_a_redirect_target(self, cluster, tmp_path):
-        # A second web front for node 0 (same cache, same consumer) that trusts no peer URL.
-        odd = Instance(dataclasses.replace(cluster[0].settings, peer_allowlist=("http://127.0.0.1:1",)), tmp_path)
-        odd.settings = dataclasses.replace(odd.settings, cache_path=cluster[0].settings.cache_path,
-                                           advertised_url=cluster[0].url)
+    def test_a_peer_outside_the_allow_list_is_never_a_redirect_target(
+        self, cluster, tmp_path
+    ):
+        # A second web front for node 0 (same cache, same consumer) that trusts no peer
+        # URL.
+        odd = Instance(
+            dataclasses.replace(
+                cluster[0].settings, peer_allowlist=("http://127.0.0.1:1",)
+            ),
+            tmp_path,
+        )
+        odd.settings = dataclasses.replace(
+            odd.settings,
+            cache_path=cluster[0].settings.cache_path,
+            advertised_url=cluster[0].url,
+        )
         odd.start_web()
         try:
-            key = next(f"k{i}" for i in range(100) if owner_of(cluster[0], f"k{i}") != cluster[0].url)
+            key = next(
+                f"k{i}"
+                for i in range(100)
+                if owner_of(cluster[0], f"k{i}") != cluster[0].url
+            )
             assert cluster[0].api("GET", f"/api/kv/{key}").status_code == 307
             answer = odd.api("GET", f"/api/kv/{key}")
             assert answer.status_code == 503 and "Location" not in answer.headers
@@ -136,22 +199,45 @@ class TestCollections:
     def test_lists_gather_every_owner_with_stable_pages(self, cluster):
         keys = sorted(f"list-{i:03d}" for i in range(40))
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda k: requests.put(f"{cluster[1].url}/api/kv/{k}", json=k, timeout=10), keys))
+            list(
+                pool.map(
+                    lambda k: requests.put(
+                        f"{cluster[1].url}/api/kv/{k}", json=k, timeout=10
+                    ),
+                    keys,
+                )
+            )
         for node in cluster:
             seen, url = [], f"{node.url}/api/kv/?limit=9&after=list-"
             while url:
                 page = requests.get(url, timeout=10)
                 assert page.status_code == 200, page.text
-                seen += [item["key"] for item in page.json()["results"] if item["key"].startswith("list-")]
+                seen += [
+                    item["key"]
+                    for item in page.json()["results"]
+                    if item["key"].startswith("list-")
+                ]
                 url = page.json()["next"]
                 if seen and not page.json()["results"][-1]["key"].startswith("list-"):
                     break
             assert seen == keys
 
     def test_users_list_spans_the_cluster(self, cluster):
-        ids = {requests.post(f"{n.url}/api/users/", json={"name": n.url, "email": "x@example.com"}, timeout=10).json()["id"]
-               for n in cluster for _ in range(3)}
-        listed = {u["id"] for u in requests.get(f"{cluster[2].url}/api/users/?limit=1000", timeout=10).json()["results"]}
+        ids = {
+            requests.post(
+                f"{n.url}/api/users/",
+                json={"name": n.url, "email": "x@example.com"},
+                timeout=10,
+            ).json()["id"]
+            for n in cluster
+            for _ in range(3)
+        }
+        listed = {
+            u["id"]
+            for u in requests.get(
+                f"{cluster[2].url}/api/users/?limit=1000", timeout=10
+            ).json()["results"]
+        }
         assert ids <= listed
 
 
@@ -161,15 +247,28 @@ class TestSeeingTheCluster:
         assert sorted(described["members"]) == sorted(n.url for n in cluster)
         assert described["generation"] > 0 and len(described["owners"]) == PARTITIONS
         assert described["namespaces"]["kv"]["partitions"] == PARTITIONS
-        mine = [p for p, owner in described["owners"].items() if owner == cluster[0].url]
-        local = {(row["namespace"], str(row["partition"])) for row in described["local"]}
+        mine = [
+            p for p, owner in described["owners"].items() if owner == cluster[0].url
+        ]
+        local = {
+            (row["namespace"], str(row["partition"])) for row in described["local"]
+        }
         assert local == {(ns, p) for ns in ("users", "kv") for p in mine}
-        assert all(row["state"] == "ready" and row["lag"] in (0, None) for row in described["local"])
+        assert all(
+            row["state"] == "ready" and row["lag"] in (0, None)
+            for row in described["local"]
+        )
 
     def test_kvstore_status_prints_the_table(self, cluster):
         env = environment(cluster[1].settings)
-        done = subprocess.run([sys.executable, "manage.py", "kvstore_status"], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "manage.py", "kvstore_status"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 0, done.stderr
         assert f"instance   {cluster[1].url} (consumer alive)" in done.stdout
         assert "lag" in done.stdout and all(n.url in done.stdout for n in cluster)
@@ -195,15 +294,22 @@ class TestClient:
 
 
 def test_failover_and_membership_changes(kafka_bootstrap, tmp_path):
-    """Graceful stop, kill -9, and a member joining and leaving, under a client loop that must never see
-    a false 404, a 5xx other than 503 with Retry-After, or lose an acknowledged write."""
+    """Graceful stop, kill -9, and a member joining and leaving, under a client loop
+    that must never see a false 404, a 5xx other than 503 with Retry-After, or lose an
+    acknowledged write.
+    """
     settings = isolated_settings(kafka_bootstrap, partitions=PARTITIONS)
     nodes = make_cluster(settings, tmp_path, 2)
     extra = None
     try:
         keys = [f"fo-{i}" for i in range(30)]
         for key in keys:
-            assert requests.put(f"{nodes[0].url}/api/kv/{key}", json=0, timeout=10).status_code == 201
+            assert (
+                requests.put(
+                    f"{nodes[0].url}/api/kv/{key}", json=0, timeout=10
+                ).status_code
+                == 201
+            )
         loop = ClientLoop([n.url for n in nodes], keys)
         loop.start()
         time.sleep(1)
@@ -230,11 +336,14 @@ def test_failover_and_membership_changes(kafka_bootstrap, tmp_path):
     for _, _, key, value in sorted(records, key=lambda r: (r[0], r[1])):
         last[key.decode()] = int(value)
     for key, value in loop.acknowledged.items():
-        assert last[key] >= value, f"acknowledged write {key}={value} is not in the topic"
+        assert (
+            last[key] >= value
+        ), f"acknowledged write {key}={value} is not in the topic"
 
 
 class ClientLoop(threading.Thread):
-    """Reads and writes existing keys through any instance, following redirects, recording anomalies."""
+    """Reads and writes existing keys through any instance, following redirects,
+    recording anomalies."""
 
     def __init__(self, bases, keys):
         super().__init__(daemon=True)
@@ -258,11 +367,16 @@ class ClientLoop(threading.Thread):
                         self.acknowledged[key] = n
                         self.writes += 1
             except requests.ConnectionError:
-                continue  # an instance that is stopping refuses connections; that is not an answer
+                # An instance that is stopping refuses connections: not an answer.
+                continue
             if answer.status_code == 404:
                 self.anomalies.append(f"404 for existing {key} via {base}")
-            elif answer.status_code >= 500 and not (answer.status_code == 503 and answer.headers.get("Retry-After")):
-                self.anomalies.append(f"{answer.status_code} {answer.text[:100]} via {base}")
+            elif answer.status_code >= 500 and not (
+                answer.status_code == 503 and answer.headers.get("Retry-After")
+            ):
+                self.anomalies.append(
+                    f"{answer.status_code} {answer.text[:100]} via {base}"
+                )
 
     def stop(self):
         self.stopping.set()
@@ -273,7 +387,7 @@ class ClientLoop(threading.Thread):
 
 
 def failover_seconds(nodes, victim, keys, sig):
-    """Stop `victim` with `sig`; seconds until every key answers 200 through the others."""
+    """Stop `victim` with `sig`; seconds until every key answers 200 via the others."""
     survivors = [n for n in nodes if n is not victim]
     began = time.monotonic()
     if sig == signal.SIGKILL:
@@ -284,7 +398,12 @@ def failover_seconds(nodes, victim, keys, sig):
     def all_served():
         for i, key in enumerate(keys):
             try:
-                if requests.get(f"{survivors[i % len(survivors)].url}/api/kv/{key}", timeout=5).status_code != 200:
+                if (
+                    requests.get(
+                        f"{survivors[i % len(survivors)].url}/api/kv/{key}", timeout=5
+                    ).status_code
+                    != 200
+                ):
                     return False
             except requests.RequestException:
                 return False
@@ -294,33 +413,52 @@ def failover_seconds(nodes, victim, keys, sig):
     return time.monotonic() - began
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["graceful", "kill-9"])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGTERM, signal.SIGKILL], ids=["graceful", "kill-9"]
+)
 def test_failover(kafka_bootstrap, tmp_path, sig):
     settings = isolated_settings(kafka_bootstrap, partitions=PARTITIONS)
     nodes = make_cluster(settings, tmp_path, 3)
     try:
         keys = [f"k{i}" for i in range(30)]
         for key in keys:
-            assert requests.put(f"{nodes[0].url}/api/kv/{key}", json=key, timeout=10).status_code == 201
+            assert (
+                requests.put(
+                    f"{nodes[0].url}/api/kv/{key}", json=key, timeout=10
+                ).status_code
+                == 201
+            )
         seconds = failover_seconds(nodes, nodes[1], keys, sig)
         limit = 3 if sig == signal.SIGTERM else settings.session_timeout_ms / 1000 + 5
-        print(f"failover ({signal.Signals(sig).name}): every key served again after {seconds:.2f}s")
+        print(
+            f"failover ({signal.Signals(sig).name}): every key served again after "
+            f"{seconds:.2f}s"
+        )
         assert seconds < limit
     finally:
         for node in nodes:
             node.stop()
 
 
-def test_a_list_with_an_unreachable_owner_is_503_naming_its_partitions(kafka_bootstrap, tmp_path):
+def test_a_list_with_an_unreachable_owner_is_503_naming_its_partitions(
+    kafka_bootstrap, tmp_path
+):
     settings = isolated_settings(kafka_bootstrap, partitions=PARTITIONS)
     nodes = make_cluster(settings, tmp_path, 2)
     try:
         victim = nodes[1]
-        theirs = sorted(int(p) for p, owner in nodes[0].api("GET", "/api/cluster").json()["owners"].items()
-                        if owner == victim.url)
-        victim.kill(consumer=False)  # its consumer still owns its partitions, but nobody can read them
+        theirs = sorted(
+            int(p)
+            for p, owner in nodes[0].api("GET", "/api/cluster").json()["owners"].items()
+            if owner == victim.url
+        )
+        # Its consumer still owns its partitions, but nobody can read them.
+        victim.kill(consumer=False)
         answer = nodes[0].api("GET", "/api/kv/")
-        assert answer.status_code == 503 and answer.json()["code"] == "partitions_unavailable"
+        assert (
+            answer.status_code == 503
+            and answer.json()["code"] == "partitions_unavailable"
+        )
         assert str(theirs) in answer.json()["detail"] and answer.headers["Retry-After"]
     finally:
         for node in nodes:

@@ -1,4 +1,6 @@
-"""Settings come from the environment, with defaults, and fail clearly on malformed values."""
+"""Settings come from the environment, with defaults, and fail clearly on malformed
+values."""
+
 from pathlib import Path
 
 import pytest
@@ -32,7 +34,10 @@ def test_values_are_read_from_the_environment():
     assert settings.cache_path == Path("/tmp/x.sqlite3")
     assert settings.topic("kv") == "kv"
     assert settings.partitions == 12
-    assert settings.topic_configs == (("segment.ms", "1000"), ("min.cleanable.dirty.ratio", "0.1"))
+    assert settings.topic_configs == (
+        ("segment.ms", "1000"),
+        ("min.cleanable.dirty.ratio", "0.1"),
+    )
     assert settings.peer_allowlist == ("http://a:8000", "http://b:8000")
 
 
@@ -41,7 +46,10 @@ def test_values_are_read_from_the_environment():
     [
         ({"KVSTORE_PARTITIONS": "six"}, "KVSTORE_PARTITIONS must be a whole number"),
         ({"KVSTORE_PARTITIONS": "0"}, "KVSTORE_PARTITIONS must be at least 1"),
-        ({"KVSTORE_REPLICATION_FACTOR": "-1"}, "KVSTORE_REPLICATION_FACTOR must be at least 1"),
+        (
+            {"KVSTORE_REPLICATION_FACTOR": "-1"},
+            "KVSTORE_REPLICATION_FACTOR must be at least 1",
+        ),
         ({"KVSTORE_ADVERTISED_URL": "localhost:8000"}, "KVSTORE_ADVERTISED_URL"),
         ({"KVSTORE_PEER_ALLOWLIST": "ftp://x"}, "KVSTORE_PEER_ALLOWLIST"),
         ({"KVSTORE_TOPIC_PREFIX": "a/b"}, "KVSTORE_TOPIC_PREFIX"),
@@ -62,8 +70,12 @@ def test_system_check_warns_when_the_advertised_url_is_not_allowed(settings):
     from django.core.checks import run_checks
 
     settings.KVSTORE = dataclasses.replace(
-        from_environ({}), advertised_url="http://10.1.2.3:8000", peer_allowlist=("http://10.1.2.4:8000",)
+        from_environ({}),
+        advertised_url="http://10.1.2.3:8000",
+        peer_allowlist=("http://10.1.2.4:8000",),
     )
     assert [m.id for m in run_checks()] == ["kvstore.W002"]
-    settings.KVSTORE = dataclasses.replace(settings.KVSTORE, peer_allowlist=("http://10.1.2.3:8000",))
+    settings.KVSTORE = dataclasses.replace(
+        settings.KVSTORE, peer_allowlist=("http://10.1.2.3:8000",)
+    )
     assert run_checks() == []

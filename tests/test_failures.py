@@ -1,4 +1,6 @@
-"""What clients see when Kafka or the consumer process fails: clear 503s and honest 202s, never a lie."""
+"""What clients see when Kafka or the consumer process fails: clear 503s and honest
+202s, never a lie."""
+
 import dataclasses
 import os
 import signal
@@ -24,7 +26,12 @@ def started_node(settings, directory, **fields):
 
 @pytest.fixture
 def node(kafka_bootstrap, tmp_path):
-    instance = started_node(isolated_settings(kafka_bootstrap), tmp_path / "node", apply_timeout=1.0, heartbeat_timeout=3.0)
+    instance = started_node(
+        isolated_settings(kafka_bootstrap),
+        tmp_path / "node",
+        apply_timeout=1.0,
+        heartbeat_timeout=3.0,
+    )
     yield instance
     instance.stop()
 
@@ -37,8 +44,15 @@ def test_a_write_not_applied_in_time_is_202_with_its_version(node):
         node.consumer.send_signal(signal.SIGCONT)
     assert answer.status_code == 202, answer.text
     body = answer.json()
-    assert body["code"] == "accepted_not_applied" and answer.headers["ETag"] == f'"{body["version"]}"'
-    wait_for(lambda: node.api("GET", "/api/kv/slow").status_code == 200, 10, "the write to be applied")
+    assert (
+        body["code"] == "accepted_not_applied"
+        and answer.headers["ETag"] == f'"{body["version"]}"'
+    )
+    wait_for(
+        lambda: node.api("GET", "/api/kv/slow").status_code == 200,
+        10,
+        "the write to be applied",
+    )
     assert node.api("GET", "/api/kv/slow").headers["ETag"] == answer.headers["ETag"]
 
 
@@ -46,10 +60,19 @@ def test_a_dead_consumer_means_503_not_stale_answers(node):
     assert node.api("PUT", "/api/kv/k", json=1).status_code == 201
     node.consumer.send_signal(signal.SIGKILL)
     node.consumer.wait(10)
-    wait_for(lambda: node.api("GET", "/api/kv/k").status_code == 503, 10, "the heartbeat to go stale")
+    wait_for(
+        lambda: node.api("GET", "/api/kv/k").status_code == 503,
+        10,
+        "the heartbeat to go stale",
+    )
     answer = node.api("GET", "/api/kv/k")
-    assert answer.json()["code"] == "consumer_unavailable" and int(answer.headers["Retry-After"]) > 0
-    assert node.api("PUT", "/api/kv/k", json=2).status_code == 503, "no write is taken without a consumer"
+    assert (
+        answer.json()["code"] == "consumer_unavailable"
+        and int(answer.headers["Retry-After"]) > 0
+    )
+    assert (
+        node.api("PUT", "/api/kv/k", json=2).status_code == 503
+    ), "no write is taken without a consumer"
     assert node.api("GET", "/readyz").status_code == 503
     node.start_consumer()
     node.wait_ready()
@@ -57,7 +80,8 @@ def test_a_dead_consumer_means_503_not_stale_answers(node):
 
 
 class OwnBroker:
-    """A broker of this test's own (bin/kafka-local on free ports) that the test may stop and start."""
+    """A broker of this test's own (bin/kafka-local on free ports) that the test may
+    stop and start."""
 
     def __init__(self, data_dir):
         self.port = free_port(count=2, step=100)
@@ -65,7 +89,13 @@ class OwnBroker:
         self.bootstrap = f"127.0.0.1:{self.port}"
 
     def run(self, command):
-        subprocess.run([str(ROOT / "bin" / "kafka-local"), command], env=self.env, check=True, capture_output=True, timeout=180)
+        subprocess.run(
+            [str(ROOT / "bin" / "kafka-local"), command],
+            env=self.env,
+            check=True,
+            capture_output=True,
+            timeout=180,
+        )
 
 
 def test_kafka_down_means_503_and_nothing_acknowledged_is_lost(tmp_path):
@@ -85,14 +115,28 @@ def test_kafka_down_means_503_and_nothing_acknowledged_is_lost(tmp_path):
                 began = time.monotonic()
                 refused = node.api("PUT", "/api/kv/during-outage", json="x")
                 assert refused.status_code == 503, refused.text
-                assert refused.json()["code"] == "store_unavailable" and refused.headers["Retry-After"]
+                assert (
+                    refused.json()["code"] == "store_unavailable"
+                    and refused.headers["Retry-After"]
+                )
                 assert time.monotonic() - began < 10
                 broker.run("start")
-                wait_for(lambda: node.api("GET", "/api/kv/k0").status_code == 200, 60, "service after the outage", node.consumer_log)
-                assert node.api("PUT", "/api/kv/after", json="y").status_code in (200, 201)
+                wait_for(
+                    lambda: node.api("GET", "/api/kv/k0").status_code == 200,
+                    60,
+                    "service after the outage",
+                    node.consumer_log,
+                )
+                assert node.api("PUT", "/api/kv/after", json="y").status_code in (
+                    200,
+                    201,
+                )
                 records = rawlog.read_all([broker.bootstrap], settings.topic("kv"))
                 in_topic = {k.decode(): v for _, _, k, v in records}
-                assert all(in_topic[key] == str(value).encode() for key, value in acknowledged.items())
+                assert all(
+                    in_topic[key] == str(value).encode()
+                    for key, value in acknowledged.items()
+                )
                 assert node.consumer.poll() is None, "the consumer survived the outage"
             finally:
                 node.stop()
@@ -101,12 +145,18 @@ def test_kafka_down_means_503_and_nothing_acknowledged_is_lost(tmp_path):
 
 
 def test_a_strong_read_waits_for_what_kafka_already_has(node):
-    """A record written by another producer is in Kafka but not yet in this cache (the consumer is paused):
-    a default read answers from the cache; `?consistency=strong` waits until the cache has caught up."""
+    """A record written by another producer is in Kafka but not yet in this cache (the
+    consumer is paused): a default read answers from the cache; `?consistency=strong`
+    waits until the cache has caught up.
+    """
     assert node.api("PUT", "/api/kv/strong", json="old").status_code == 201
     node.consumer.send_signal(signal.SIGSTOP)
     try:
-        rawlog.produce(list(node.settings.bootstrap_servers), node.settings.topic("kv"), [("strong", '"new"')])
+        rawlog.produce(
+            list(node.settings.bootstrap_servers),
+            node.settings.topic("kv"),
+            [("strong", '"new"')],
+        )
         assert node.api("GET", "/api/kv/strong").json() == "old"
         threading.Timer(0.5, node.consumer.send_signal, (signal.SIGCONT,)).start()
         answer = node.api("GET", "/api/kv/strong?consistency=strong")
@@ -117,17 +167,28 @@ def test_a_strong_read_waits_for_what_kafka_already_has(node):
 
 
 def test_a_partition_that_just_arrived_catches_up_before_judging_a_condition(node):
-    """Right after a partition is (re)assigned, a write its previous owner produced can land after the end
-    offset this instance restored to. A conditional write must not be judged against the older cache."""
+    """Right after a partition is (re)assigned, a write its previous owner produced can
+    land after the end offset this instance restored to. A conditional write must not be
+    judged against the older cache.
+    """
     first = node.api("PUT", "/api/kv/moved", json="v1")
     assert node.stop_consumer() == 0
     node.start_consumer()
     node.wait_ready()  # the partition has just come (back) to this instance
     node.consumer.send_signal(signal.SIGSTOP)
     try:
-        rawlog.produce(list(node.settings.bootstrap_servers), node.settings.topic("kv"), [("moved", '"v2"')])
+        rawlog.produce(
+            list(node.settings.bootstrap_servers),
+            node.settings.topic("kv"),
+            [("moved", '"v2"')],
+        )
         threading.Timer(0.5, node.consumer.send_signal, (signal.SIGCONT,)).start()
-        answer = node.api("PUT", "/api/kv/moved", json="v3", headers={"If-Match": first.headers["ETag"]})
+        answer = node.api(
+            "PUT",
+            "/api/kv/moved",
+            json="v3",
+            headers={"If-Match": first.headers["ETag"]},
+        )
     finally:
         node.consumer.send_signal(signal.SIGCONT)
     assert answer.status_code == 412, "v2 superseded the version the writer had seen"

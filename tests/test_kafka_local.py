@@ -1,4 +1,6 @@
-"""`bin/kafka-local` brings up a real broker, is idempotent, and `stop` leaves no process behind."""
+"""`bin/kafka-local` brings up a real broker, is idempotent, and `stop` leaves no
+process behind."""
+
 import os
 import subprocess
 import sys
@@ -11,24 +13,37 @@ SCRIPT = str(ROOT / "bin" / "kafka-local")
 
 
 def run(env, *args, timeout=180):
-    return subprocess.run([SCRIPT, *args], env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [SCRIPT, *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def broker_pids(data_dir):
     """PIDs of running JVMs whose command line names this data directory."""
-    found = subprocess.run(["pgrep", "-f", f"kafka.Kafka {data_dir}"], capture_output=True, text=True)
+    found = subprocess.run(
+        ["pgrep", "-f", f"kafka.Kafka {data_dir}"], capture_output=True, text=True
+    )
     return found.stdout.split()
 
 
 def metadata(address, brokers):
-    probe = [sys.executable, str(ROOT / "bin" / "kafka_metadata.py"), address, "--brokers", str(brokers)]
+    probe = [
+        sys.executable,
+        str(ROOT / "bin" / "kafka_metadata.py"),
+        address,
+        "--brokers",
+        str(brokers),
+    ]
     return subprocess.run(probe, capture_output=True, text=True)
 
 
 @pytest.fixture
 def local_env(tmp_path):
-    """The environment for a broker of our own on `port`, with its data in the test's tmp_path."""
-    return lambda port: dict(os.environ, KAFKA_PORT=str(port), KAFKA_DATA_DIR=str(tmp_path / "data"))
+    """The environment for a broker of our own on `port`, with its data in the test's
+    tmp_path."""
+    return lambda port: dict(
+        os.environ, KAFKA_PORT=str(port), KAFKA_DATA_DIR=str(tmp_path / "data")
+    )
 
 
 def test_start_status_stop(local_env, tmp_path):
@@ -42,8 +57,12 @@ def test_start_status_stop(local_env, tmp_path):
         assert run(env, "status").returncode == 0
 
         again = run(env, "start")
-        assert again.returncode == 0 and again.stdout.strip() == f"127.0.0.1:{port}", "start is idempotent"
-        assert len(broker_pids(tmp_path / "data")) == 1, "a second start does not launch a second broker"
+        assert (
+            again.returncode == 0 and again.stdout.strip() == f"127.0.0.1:{port}"
+        ), "start is idempotent"
+        assert (
+            len(broker_pids(tmp_path / "data")) == 1
+        ), "a second start does not launch a second broker"
     finally:
         stopped = run(env, "stop")
     assert stopped.returncode == 0, stopped.stderr
@@ -58,7 +77,9 @@ def test_three_node_cluster(local_env, tmp_path):
     try:
         started = run(env, "start", "--nodes", "3")
         assert started.returncode == 0, started.stderr
-        assert started.stdout.strip() == ",".join(f"127.0.0.1:{port + i}" for i in range(3))
+        assert started.stdout.strip() == ",".join(
+            f"127.0.0.1:{port + i}" for i in range(3)
+        )
         assert metadata(f"127.0.0.1:{port + 2}", 3).stdout.startswith("brokers=3")
         assert len(broker_pids(tmp_path / "data")) == 3
     finally:

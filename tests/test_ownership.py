@@ -1,4 +1,6 @@
-"""The leader's plan: co-partitioned, balanced, sticky, and cooperative (no index has two owners)."""
+"""The leader's plan: co-partitioned, balanced, sticky, and cooperative (no index has
+two owners)."""
+
 import random
 
 import pytest
@@ -14,8 +16,12 @@ def test_a_first_plan_is_balanced_and_complete():
     members = {m: (f"http://{m}", set()) for m in ("a", "b", "c")}
     this_round, owners = ownership.plan(8, members)
     assert sizes(this_round) == [2, 3, 3]
-    assert sorted(p for indices in this_round.values() for p in indices) == list(range(8))
-    assert all(owners[p] == f"http://{m}" for m, indices in this_round.items() for p in indices)
+    assert sorted(p for indices in this_round.values() for p in indices) == list(
+        range(8)
+    )
+    assert all(
+        owners[p] == f"http://{m}" for m, indices in this_round.items() for p in indices
+    )
 
 
 def test_members_keep_what_they_hold():
@@ -31,7 +37,9 @@ def test_a_joining_member_gets_indices_only_after_they_are_released():
     assert first["c"] == set(), "moving indices go to nobody in the first round"
     moving = {p for p in range(6) if owners[p] is None}
     assert len(moving) == 2 and first["a"] | first["b"] == set(range(6)) - moving
-    second, owners = ownership.plan(6, {m: (url, first[m]) for m, (url, _) in members.items()})
+    second, owners = ownership.plan(
+        6, {m: (url, first[m]) for m, (url, _) in members.items()}
+    )
     assert sizes(second) == [2, 2, 2] and None not in owners
 
 
@@ -57,7 +65,9 @@ def test_random_groups_converge_in_two_rounds(seed):
     for _ in range(2):
         this_round, owners = ownership.plan(partitions, {m: (m, held[m]) for m in urls})
         for m in urls:
-            assert this_round[m] <= held[m] or not (this_round[m] & set().union(*(held[o] for o in urls if o != m)))
+            assert this_round[m] <= held[m] or not (
+                this_round[m] & set().union(*(held[o] for o in urls if o != m))
+            )
         held = this_round
     assert None not in owners
     assert max(sizes(held)) - min(sizes(held)) <= 1
@@ -65,6 +75,14 @@ def test_random_groups_converge_in_two_rounds(seed):
 
 def test_views_round_trip_through_the_wire():
     data = ownership.encode_assignment(["A", None], ["B", "A"])
-    assert ownership.decode_assignment(data, 7) == ownership.GroupView(7, ("A", None), ("A", "B"))
-    assert ownership.decode_subscription(ownership.encode_subscription("http://x:1")) == "http://x:1"
-    assert ownership.decode_subscription(b"") is None and ownership.decode_assignment(b"junk", 1) is None
+    assert ownership.decode_assignment(data, 7) == ownership.GroupView(
+        7, ("A", None), ("A", "B")
+    )
+    assert (
+        ownership.decode_subscription(ownership.encode_subscription("http://x:1"))
+        == "http://x:1"
+    )
+    assert (
+        ownership.decode_subscription(b"") is None
+        and ownership.decode_assignment(b"junk", 1) is None
+    )

@@ -1,4 +1,5 @@
 """Our murmur2 partitioner agrees with Kafka's default partitioner, byte for byte."""
+
 import random
 
 import pytest
@@ -37,10 +38,15 @@ def test_agrees_with_kafka_python_on_random_keys(partitions):
     rng = random.Random(partitions)
     cluster, kafka_partitioner = OneTopicCluster(partitions), DefaultPartitioner()
     for _ in range(2000):
-        key = "".join(rng.choice("abcdefghijklmnopqrstuvwxyzé€😀-_/ ") for _ in range(rng.randint(1, 40)))
+        key = "".join(
+            rng.choice("abcdefghijklmnopqrstuvwxyzé€😀-_/ ")
+            for _ in range(rng.randint(1, 40))
+        )
         raw = key.encode()
         assert murmur2(raw) & 0x7FFFFFFF == kafka_murmur2(raw) & 0x7FFFFFFF
-        assert partition_for(key, partitions) == kafka_partitioner.partition("t", key, raw, None, None, cluster)
+        assert partition_for(key, partitions) == kafka_partitioner.partition(
+            "t", key, raw, None, None, cluster
+        )
 
 
 def test_rejects_a_topic_without_partitions():

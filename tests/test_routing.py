@@ -1,4 +1,5 @@
 """Key validation and the per-key locks that serialise writers across processes."""
+
 import multiprocessing
 import time
 
@@ -9,13 +10,17 @@ from kvstore.locks import KeyLocks
 from kvstore.routing import validate_key
 
 
-@pytest.mark.parametrize("key", ["", "x" * 256, "é" * 128, "a\x00b", "line\nbreak", "del\x7f"])
+@pytest.mark.parametrize(
+    "key", ["", "x" * 256, "é" * 128, "a\x00b", "line\nbreak", "del\x7f"]
+)
 def test_bad_keys(key):
     with pytest.raises(InvalidKey):
         validate_key(key)
 
 
-@pytest.mark.parametrize("key", ["k", "x" * 255, "é" * 127, "with space", "ünïcødé-😀", "a.b:c@d"])
+@pytest.mark.parametrize(
+    "key", ["k", "x" * 255, "é" * 127, "with space", "ünïcødé-😀", "a.b:c@d"]
+)
 def test_good_keys(key):
     validate_key(key)
 
@@ -33,14 +38,21 @@ def _hold(path, started, results, index):
 def test_a_key_lock_excludes_other_processes(tmp_path):
     path = tmp_path / "locks"
     started, results = multiprocessing.Event(), multiprocessing.Queue()
-    workers = [multiprocessing.Process(target=_hold, args=(path, started, results, i)) for i in range(4)]
+    workers = [
+        multiprocessing.Process(target=_hold, args=(path, started, results, i))
+        for i in range(4)
+    ]
     for worker in workers:
         worker.start()
     started.set()
     for worker in workers:
         worker.join(10)
     with KeyLocks(path, ["kv"]).hold("kv", "same") as slot:
-        assert slot.last == ("kv", 0, 3), "each holder saw the previous one's write: no two held it at once"
+        assert slot.last == (
+            "kv",
+            0,
+            3,
+        ), "each holder saw the previous one's write: no two held it at once"
 
 
 def test_reset_forgets_remembered_writes(tmp_path):

@@ -1,4 +1,6 @@
-"""`kvstore_init` creates compacted, co-partitioned namespace topics and refuses misconfigured ones."""
+"""`kvstore_init` creates compacted, co-partitioned namespace topics and refuses
+misconfigured ones."""
+
 import os
 import subprocess
 import sys
@@ -22,26 +24,46 @@ class TestPlan:
     settings = from_environ({"KVSTORE_PARTITIONS": "3"})
 
     def test_creates_what_is_missing(self):
-        plan = topics.plan(self.settings, {"kvstore.users": state("kvstore.users"), "kvstore.kv": None})
+        plan = topics.plan(
+            self.settings, {"kvstore.users": state("kvstore.users"), "kvstore.kv": None}
+        )
         assert plan.create == ("kvstore.kv",)
         assert plan.partitions == 3
 
     @pytest.mark.parametrize("policy", ["delete", "compact,delete", ""])
     def test_refuses_a_topic_that_is_not_only_compacted(self, policy):
         with pytest.raises(TopicMisconfigured, match="cleanup.policy"):
-            topics.plan(self.settings, {"kvstore.users": state("kvstore.users", policy=policy), "kvstore.kv": None})
+            topics.plan(
+                self.settings,
+                {
+                    "kvstore.users": state("kvstore.users", policy=policy),
+                    "kvstore.kv": None,
+                },
+            )
 
     def test_refuses_topics_with_different_partition_counts(self):
-        existing = {"kvstore.users": state("kvstore.users", 3), "kvstore.kv": state("kvstore.kv", 4)}
+        existing = {
+            "kvstore.users": state("kvstore.users", 3),
+            "kvstore.kv": state("kvstore.kv", 4),
+        }
         with pytest.raises(TopicMisconfigured, match="co-partitioned"):
             topics.plan(self.settings, existing)
 
     def test_refuses_a_count_other_than_configured(self):
         with pytest.raises(TopicMisconfigured, match="set KVSTORE_PARTITIONS=4"):
-            topics.plan(self.settings, {"kvstore.users": state("kvstore.users", 4), "kvstore.kv": None})
+            topics.plan(
+                self.settings,
+                {"kvstore.users": state("kvstore.users", 4), "kvstore.kv": None},
+            )
 
     def test_notes_a_different_replication_factor(self):
-        plan = topics.plan(self.settings, {"kvstore.users": state("kvstore.users", replication_factor=3), "kvstore.kv": None})
+        plan = topics.plan(
+            self.settings,
+            {
+                "kvstore.users": state("kvstore.users", replication_factor=3),
+                "kvstore.kv": None,
+            },
+        )
         assert "replication factor 3" in plan.notes[0]
 
 
@@ -73,7 +95,12 @@ def test_init_is_idempotent(store_settings, capsys):
 def test_init_applies_extra_topic_configs(store_settings, with_settings):
     with_settings(topic_configs=(("max.message.bytes", "200000"),))
     call_command("kvstore_init")
-    assert describe(store_settings)[store_settings.topic("kv")].configs["max.message.bytes"] == "200000"
+    assert (
+        describe(store_settings)[store_settings.topic("kv")].configs[
+            "max.message.bytes"
+        ]
+        == "200000"
+    )
 
 
 def test_init_refuses_a_topic_that_is_not_compacted(store_settings):
@@ -81,7 +108,9 @@ def test_init_refuses_a_topic_that_is_not_compacted(store_settings):
         admin.create(store_settings.topic("users"), 3, 1, {"cleanup.policy": "delete"})
     with pytest.raises(CommandError, match="cleanup.policy='delete'"):
         call_command("kvstore_init")
-    assert describe(store_settings)[store_settings.topic("kv")] is None, "nothing is created when refusing"
+    assert (
+        describe(store_settings)[store_settings.topic("kv")] is None
+    ), "nothing is created when refusing"
 
 
 def test_init_refuses_mismatched_partition_counts(store_settings, with_settings):
@@ -102,10 +131,18 @@ def test_init_exits_non_zero_with_a_clear_message(store_settings):
         KVSTORE_PARTITIONS="3",
     )
     done = subprocess.run(
-        [sys.executable, "manage.py", "kvstore_init"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "manage.py", "kvstore_init"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 1
-    assert "CommandError: the namespace topics have 2 partitions but KVSTORE_PARTITIONS=3" in done.stderr
+    assert (
+        "CommandError: the namespace topics have 2 partitions but KVSTORE_PARTITIONS=3"
+        in done.stderr
+    )
 
 
 def test_init_without_a_broker_fails_clearly(store_settings, with_settings):
@@ -115,7 +152,9 @@ def test_init_without_a_broker_fails_clearly(store_settings, with_settings):
 
 
 def test_system_check_reports_missing_and_misconfigured_topics(store_settings):
-    ids = lambda: [m.id for m in run_checks(tags=["kafka"], include_deployment_checks=True)]  # noqa: E731
+    ids = lambda: [
+        m.id for m in run_checks(tags=["kafka"], include_deployment_checks=True)
+    ]  # noqa: E731
     assert ids() == ["kvstore.W001"]
     with log.admin(store_settings) as admin:
         admin.create(store_settings.topic("users"), 3, 1, {"cleanup.policy": "delete"})

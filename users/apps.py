@@ -1,4 +1,5 @@
 """The users app: a small client of the store's repository."""
+
 from django.apps import AppConfig
 
 

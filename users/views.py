@@ -1,15 +1,17 @@
-"""The users API: a small client of the store's repository, over the `users` namespace."""
+"""The users API: a small client of the store's repository, over `users`."""
+
 import dataclasses
 
 from rest_framework import status
 from rest_framework.reverse import reverse
 
-from kvstore.views import NamespaceViewSet
+from kvstore.api.views import NamespaceViewSet
 from users.serializers import UserSerializer
 
 
 class UserViewSet(NamespaceViewSet):
-    """POST /api/users/ creates (server-made id); GET, PUT, PATCH, DELETE /api/users/{id}."""
+    """POST /api/users/ creates (server-made id); GET, PUT, PATCH, DELETE
+    /api/users/{id}."""
 
     namespace = "users"
     lookup_field = "key"
@@ -28,7 +30,8 @@ class UserViewSet(NamespaceViewSet):
         return {**current.value, **value} if partial and current is not None else value
 
     def write_condition(self, condition, partial):
-        # Users are created only by POST: PUT and PATCH change an existing user (404 otherwise).
+        # Users are created only by POST: PUT and PATCH change an existing user (404
+        # otherwise).
         return dataclasses.replace(condition, exists=True)
 
     def represent(self, entry):
@@ -41,5 +44,7 @@ class UserViewSet(NamespaceViewSet):
         value = self.to_value(request)
         key = self.repository.new_key(self.namespace)
         result = self.repository.put(self.namespace, key, value)
-        location = reverse("user-detail", kwargs={"key": key}, request=request)
-        return self.written(result, status.HTTP_201_CREATED, headers={"Location": location})
+        location = reverse("users-detail", kwargs={"key": key}, request=request)
+        return self.written(
+            result, status.HTTP_201_CREATED, headers={"Location": location}
+        )

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""The baseline the store is measured against: the same users API on the Django ORM and SQLite."""
+"""The baseline the store is measured against: the same users API on the Django ORM and
+SQLite."""
 import os
 import sys
 

@@ -3,10 +3,23 @@
 Everything else talks to what is exported here and sees only the store's own exceptions
 (`StoreUnavailable`), never kafka-python's types or errors.
 """
+
 from kvstore.log.admin import Admin, TopicState, admin, open_admin
 from kvstore.log.bulk import BulkProducer, read_latest
 from kvstore.log.common import client_config
 from kvstore.log.consumer import GroupConsumer
 from kvstore.log.producer import RECORD_OVERHEAD, Producer, Written
 
-__all__ = ["Admin", "BulkProducer", "read_latest", "GroupConsumer", "Producer", "RECORD_OVERHEAD", "TopicState", "Written", "admin", "client_config", "open_admin"]
+__all__ = [
+    "Admin",
+    "BulkProducer",
+    "read_latest",
+    "GroupConsumer",
+    "Producer",
+    "RECORD_OVERHEAD",
+    "TopicState",
+    "Written",
+    "admin",
+    "client_config",
+    "open_admin",
+]

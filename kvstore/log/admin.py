@@ -1,4 +1,5 @@
 """Topic administration and offset look-ups, in the store's terms."""
+
 import contextlib
 import dataclasses
 
@@ -26,10 +27,14 @@ def open_admin(settings, timeout_ms=10000):
     """A long-lived `Admin`; the caller closes it."""
     try:
         client = KafkaAdminClient(
-            request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms, **client_config(settings)
+            request_timeout_ms=timeout_ms,
+            bootstrap_timeout_ms=timeout_ms,
+            **client_config(settings),
         )
     except kafka.errors.KafkaError as exc:
-        raise StoreUnavailable(f"cannot reach Kafka at {','.join(settings.bootstrap_servers)}: {exc}") from exc
+        raise StoreUnavailable(
+            f"cannot reach Kafka at {','.join(settings.bootstrap_servers)}: {exc}"
+        ) from exc
     return Admin(client)
 
 
@@ -55,7 +60,9 @@ class Admin:
     def describe(self, names):
         """{name: TopicState or None when the topic does not exist}."""
         with _translated("describe topics"):
-            described = {t["name"]: t for t in self._client.describe_topics(list(names))}
+            described = {
+                t["name"]: t for t in self._client.describe_topics(list(names))
+            }
             present = [n for n in names if described.get(n, {}).get("error_code") == 0]
             configs = self._configs(present) if present else {}
         states = {}
@@ -65,53 +72,82 @@ class Admin:
                 states[name] = None
                 continue
             if topic["error_code"] != 0:
-                raise StoreUnavailable(f"Kafka cannot describe topic {name}: {kafka.errors.for_code(topic['error_code']).__name__}")
+                raise StoreUnavailable(
+                    f"Kafka cannot describe topic {name}: "
+                    f"{kafka.errors.for_code(topic['error_code']).__name__}"
+                )
             partitions = topic["partitions"]
             states[name] = TopicState(
                 name=name,
                 partitions=len(partitions),
-                replication_factor=min((len(p["replica_nodes"]) for p in partitions), default=0),
+                replication_factor=min(
+                    (len(p["replica_nodes"]) for p in partitions), default=0
+                ),
                 configs=configs[name],
             )
         return states
 
     def _configs(self, names):
         resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
-        described = self._client.describe_configs(resources, config_filter="all")["topic"]
-        return {name: {key: entry["value"] for key, entry in described[name].items()} for name in names}
+        described = self._client.describe_configs(resources, config_filter="all")[
+            "topic"
+        ]
+        return {
+            name: {key: entry["value"] for key, entry in described[name].items()}
+            for name in names
+        }
 
     def create(self, name, partitions, replication_factor, configs):
-        """Create one topic and wait until every partition has a leader. Already there is no error."""
-        spec = {name: {"num_partitions": partitions, "replication_factor": replication_factor, "configs": dict(configs)}}
+        """Create one topic and wait until every partition has a leader. Already there
+        is no error."""
+        spec = {
+            name: {
+                "num_partitions": partitions,
+                "replication_factor": replication_factor,
+                "configs": dict(configs),
+            }
+        }
         with _translated(f"create topic {name}"):
             result = self._client.create_topics(spec, raise_errors=False)
             code = result["topics"][0]["error_code"]
             if code not in (0, kafka.errors.TopicAlreadyExistsError.errno):
                 error = kafka.errors.for_code(code)
                 message = result["topics"][0].get("error_message") or error.__name__
-                raise StoreUnavailable(f"Kafka refused to create topic {name}: {message}")
+                raise StoreUnavailable(
+                    f"Kafka refused to create topic {name}: {message}"
+                )
             self._client.wait_for_topics([name], timeout_ms=30000)
 
     def alter_configs(self, name, configs):
         """Set topic-level configs (the ones given; others keep their values)."""
         with _translated(f"alter configs of {name}"):
-            self._client.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, dict(configs))], incremental=True)
+            self._client.alter_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, name, dict(configs))],
+                incremental=True,
+            )
 
     def delete(self, names):
         with _translated("delete topics"):
             self._client.delete_topics(list(names), raise_errors=False)
 
     def group(self, group_id):
-        """(state, member count, {(topic, partition): committed offset}) of a consumer group."""
+        """(state, member count, {(topic, partition): committed offset}) of a consumer
+        group."""
         with _translated(f"describe group {group_id}"):
             described = self._client.describe_groups([group_id])[group_id]
-            committed = self._client.list_group_offsets({group_id: None}).get(group_id, {})
-        offsets = {(tp.topic, tp.partition): meta.offset for tp, meta in committed.items()}
+            committed = self._client.list_group_offsets({group_id: None}).get(
+                group_id, {}
+            )
+        offsets = {
+            (tp.topic, tp.partition): meta.offset for tp, meta in committed.items()
+        }
         return described["group_state"], len(described["members"]), offsets
 
     def offsets(self, topic, partitions, latest=True):
         """{partition: the end offset (latest) or the log start offset (earliest)}."""
         spec = OffsetSpec.LATEST if latest else OffsetSpec.EARLIEST
         with _translated(f"list offsets of {topic}"):
-            found = self._client.list_partition_offsets({TopicPartition(topic, p): spec for p in partitions})
+            found = self._client.list_partition_offsets(
+                {TopicPartition(topic, p): spec for p in partitions}
+            )
         return {tp.partition: answer.offset for tp, answer in found.items()}

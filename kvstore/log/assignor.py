@@ -1,14 +1,19 @@
-"""The group's assignor: cooperative-sticky on the wire, co-partitioned, and carrying the ownership map.
+"""The group's assignor: cooperative-sticky on the wire, co-partitioned, and carrying
+the ownership map.
 
 Each member advertises its base URL in its subscription user data; the leader plans with
-`kvstore.ownership.plan` and puts the whole partition → URL map in every member's assignment user data,
-as Kafka Streams does. `view` holds the latest GroupView; kafka-python calls `on_assignment` on its IO
-thread, so it only stores it.
+`kvstore.ownership.plan` and puts the whole partition → URL map in every member's
+assignment user data, as Kafka Streams does. `view` holds the latest GroupView;
+kafka-python calls `on_assignment` on its IO thread, so it only stores it.
 """
+
 from collections import defaultdict
 
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
-from kafka.protocol.consumer.metadata import ConsumerProtocolAssignment, ConsumerProtocolSubscription
+from kafka.protocol.consumer.metadata import (
+    ConsumerProtocolAssignment,
+    ConsumerProtocolSubscription,
+)
 
 from kvstore import ownership
 
@@ -33,19 +38,31 @@ class CoPartitionedAssignor(CooperativeStickyAssignor):
     def assign(self, cluster, members):
         topics = sorted({t for m in members for t in m.metadata.topics})
         sizes = {t: len(cluster.partitions_for_topic(t) or ()) for t in topics}
-        partitions = min(sizes.values(), default=0)  # co-partitioned topics all have this many
+        # Co-partitioned topics all have this many.
+        partitions = min(sizes.values(), default=0)
         described = {}
         for member in members:
-            owned = {p for tp in (member.metadata.owned_partitions or ()) for p in tp.partitions}
-            described[member.member_id] = (ownership.decode_subscription(member.metadata.user_data), owned)
+            owned = {
+                p
+                for tp in (member.metadata.owned_partitions or ())
+                for p in tp.partitions
+            }
+            described[member.member_id] = (
+                ownership.decode_subscription(member.metadata.user_data),
+                owned,
+            )
         this_round, owners = ownership.plan(partitions, described)
-        user_data = ownership.encode_assignment(owners, [url for url, _ in described.values() if url])
+        user_data = ownership.encode_assignment(
+            owners, [url for url, _ in described.values() if url]
+        )
         assignment = {}
         for member_id, indices in this_round.items():
             by_topic = defaultdict(list)
             for topic in topics:
                 by_topic[topic] = sorted(p for p in indices if p < sizes[topic])
-            assignment[member_id] = ConsumerProtocolAssignment(self.version, sorted(by_topic.items()), user_data)
+            assignment[member_id] = ConsumerProtocolAssignment(
+                self.version, sorted(by_topic.items()), user_data
+            )
         return assignment
 
     def on_assignment(self, assignment, generation):

@@ -1,4 +1,6 @@
-"""What every Kafka client of the store shares: connection settings and error translation."""
+"""What every Kafka client of the store shares: connection settings and error
+translation."""
+
 import contextlib
 
 import kafka.errors
@@ -12,7 +14,8 @@ def client_config(settings):
     config = {
         "bootstrap_servers": list(settings.bootstrap_servers),
         "security_protocol": security.protocol,
-        # Reconnect within a second of a broker coming back, not after kafka-python's 30 s backoff.
+        # Reconnect within a second of a broker coming back, not after kafka-python's 30
+        # s backoff.
         "reconnect_backoff_max_ms": 1000,
     }
     if security.sasl_mechanism:
@@ -29,7 +32,7 @@ def client_config(settings):
 
 @contextlib.contextmanager
 def translated(action):
-    """Re-raise kafka-python's errors as StoreUnavailable, naming what was being done."""
+    """Re-raise kafka-python's errors as StoreUnavailable, naming the action."""
     try:
         yield
     except kafka.errors.KafkaError as exc:

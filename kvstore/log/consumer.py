@@ -1,9 +1,15 @@
 """The consumer-group member the consumer process reads with."""
+
 import collections
 import threading
 
 import kafka.errors
-from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
+from kafka import (
+    ConsumerRebalanceListener,
+    KafkaConsumer,
+    OffsetAndMetadata,
+    TopicPartition,
+)
 
 from kvstore.errors import StoreUnavailable
 from kvstore.log.assignor import CoPartitionedAssignor
@@ -11,8 +17,8 @@ from kvstore.log.common import client_config, translated as _translated
 
 
 class _Events(ConsumerRebalanceListener):
-    """Records rebalance events for the main loop. kafka-python calls these on its IO thread, where
-    blocking calls fail, so they do nothing but append."""
+    """Records rebalance events for the main loop. kafka-python calls these on its IO
+    thread, where blocking calls fail, so they do nothing but append."""
 
     def __init__(self):
         self.queue = collections.deque()
@@ -20,7 +26,9 @@ class _Events(ConsumerRebalanceListener):
 
     def _record(self, kind, partitions):
         with self.lock:
-            self.queue.append((kind, sorted((tp.topic, tp.partition) for tp in partitions)))
+            self.queue.append(
+                (kind, sorted((tp.topic, tp.partition) for tp in partitions))
+            )
 
     def on_partitions_revoked(self, revoked):
         self._record("revoked", revoked)
@@ -39,8 +47,10 @@ class _Events(ConsumerRebalanceListener):
 
 
 class GroupConsumer:
-    """This instance's consumer-group member: subscribes to the namespace topics, reports rebalances as
-    events, and lets its owner seek, poll records and commit positions. Partitions are (topic, partition)."""
+    """This instance's consumer-group member: subscribes to the namespace topics,
+    reports rebalances as events, and lets its owner seek, poll records and commit
+    positions. Partitions are (topic, partition).
+    """
 
     def __init__(self, settings, topics, session_timeout_ms, max_poll_records=5000):
         self._events = _Events()
@@ -57,12 +67,13 @@ class GroupConsumer:
                 fetch_max_wait_ms=100,
                 max_partition_fetch_bytes=8 * 1024 * 1024,
                 allow_auto_create_topics=False,
-                # The group leader re-plans when partitions appear; stale metadata would delay that.
+                # The group leader re-plans when partitions appear; stale metadata would
+                # delay that.
                 metadata_max_age_ms=5000,
                 **client_config(settings),
             )
-            # Know every topic's partitions before joining: a leader that assigns from empty metadata
-            # hands out nothing.
+            # Know every topic's partitions before joining: a leader that assigns from
+            # empty metadata hands out nothing.
             for topic in topics:
                 self._consumer.partitions_for_topic(topic)
             self._consumer.subscribe(list(topics), listener=self._events)
@@ -70,15 +81,18 @@ class GroupConsumer:
             raise StoreUnavailable(f"cannot join the consumer group: {exc}") from exc
 
     def events(self):
-        """Rebalance events since the last call, in order: [("assigned"|"revoked"|"lost", [(topic, partition)])]."""
+        """Rebalance events since the last call, in order:
+        [("assigned"|"revoked"|"lost", [(topic, partition)])]."""
         return self._events.drain()
 
     def view(self):
-        """The GroupView of the latest assignment (generation, partition index → owner URL), or None."""
+        """The GroupView of the latest assignment (generation, partition index → owner
+        URL), or None."""
         return self._assignor.view
 
     def poll(self, timeout_ms):
-        """{(topic, partition): [record]}; a record has .offset, .key, .value (None: tombstone), .timestamp."""
+        """{(topic, partition): [record]}; a record has .offset, .key, .value (None:
+        tombstone), .timestamp."""
         with _translated("poll"):
             fetched = self._consumer.poll(timeout_ms=timeout_ms)
         return {(tp.topic, tp.partition): records for tp, records in fetched.items()}
@@ -94,7 +108,7 @@ class GroupConsumer:
         return self._consumer.highwater(TopicPartition(topic, partition))
 
     def offsets(self, partitions):
-        """{(topic, partition): (log start offset, end offset)}, asked of the brokers."""
+        """{(topic, partition): (log start offset, end offset)}, asked of Kafka."""
         tps = [TopicPartition(t, p) for t, p in partitions]
         with _translated("list offsets"):
             starts = self._consumer.beginning_offsets(tps)
@@ -102,18 +116,27 @@ class GroupConsumer:
         return {(tp.topic, tp.partition): (starts[tp], ends[tp]) for tp in tps}
 
     def commit(self, positions):
-        """Commit `{(topic, partition): next offset}` to the group, without waiting (tools show the lag)."""
-        offsets = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in positions.items()}
+        """Commit `{(topic, partition): next offset}` to the group, without waiting
+        (tools show the lag)."""
+        offsets = {
+            TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
+            for (t, p), o in positions.items()
+        }
         try:
             self._consumer.commit_async(offsets)
         except kafka.errors.KafkaError:
-            pass  # a commit lost in a rebalance is made good by the next one; the cache is the checkpoint
+            # A commit lost in a rebalance is made good by the next one; the cache is
+            # the checkpoint.
+            pass
 
     def close(self, positions=None):
-        """Commit `positions` if any, then leave the group at once (the partitions move without waiting
-        for a session timeout)."""
+        """Commit `positions` if any, then leave the group at once (the partitions move
+        without waiting for a session timeout)."""
         if positions:
-            offsets = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in positions.items()}
+            offsets = {
+                TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
+                for (t, p), o in positions.items()
+            }
             try:
                 self._consumer.commit(offsets, timeout_ms=2000)
             except kafka.errors.KafkaError:

@@ -1,4 +1,5 @@
 """The producer the web workers write with: idempotent, acks=all, one per process."""
+
 import dataclasses
 
 import kafka.errors
@@ -7,8 +8,8 @@ from kafka import KafkaProducer
 from kvstore.errors import StoreUnavailable
 from kvstore.log.common import client_config, translated as _translated
 
-# A record batch costs about this much beyond its key and value; a record bigger than the topic's
-# max.message.bytes minus it is refused by the broker.
+# A record batch costs about this much beyond its key and value; a record bigger than
+# the topic's max.message.bytes minus it is refused by the broker.
 RECORD_OVERHEAD = 128
 
 
@@ -21,7 +22,8 @@ class Written:
 
 
 class Producer:
-    """An idempotent, acks=all producer. Make one per process, after fork (gunicorn workers)."""
+    """An idempotent, acks=all producer. Make one per process, after fork (gunicorn
+    workers)."""
 
     def __init__(self, settings, timeout_s):
         self.timeout_s = timeout_s
@@ -41,9 +43,12 @@ class Producer:
             raise StoreUnavailable(f"cannot reach Kafka: {exc}") from exc
 
     def send(self, topic, partition, key, value):
-        """Write one record (value None: a tombstone) and wait for the broker's ack; returns `Written`."""
+        """Write one record (value None: a tombstone) and wait for the broker's ack;
+        returns `Written`."""
         with _translated(f"write to {topic}"):
-            future = self._producer.send(topic, key=key, value=value, partition=partition)
+            future = self._producer.send(
+                topic, key=key, value=value, partition=partition
+            )
             metadata = future.get(timeout=self.timeout_s + 2)
         return Written(metadata.partition, metadata.offset)
 

@@ -1,5 +1,6 @@
-"""The classic design kvstore replaces: a DRF ModelViewSet over a Django model in SQLite.
-Only for benchmarks (bench/run); not part of the product."""
+"""The classic design kvstore replaces: a DRF ModelViewSet over a Django model in
+SQLite. Only for benchmarks (bench/run); not part of the product."""
+
 import os
 from pathlib import Path
 
@@ -7,12 +8,27 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 SECRET_KEY = "baseline-benchmark-only"
 DEBUG = False
 ALLOWED_HOSTS = ["*"]
-INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.staticfiles", "rest_framework", "people"]
-MIDDLEWARE = ["django.middleware.security.SecurityMiddleware", "django.middleware.common.CommonMiddleware"]
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "people",
+]
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+]
 ROOT_URLCONF = "baseline.urls"
 WSGI_APPLICATION = "baseline.wsgi.application"
-TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True, "OPTIONS": {}}]
-# SQLite as a production Django app would run it: WAL, and write transactions that take the lock at once.
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {},
+    }
+]
+# SQLite as a production Django app would run it: WAL, and write transactions that take
+# the lock at once.
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",

@@ -1,4 +1,6 @@
-"""`manage.py kvstore_consume`: run this instance's consumer-group member (the cache's only writer)."""
+"""`manage.py kvstore_consume`: run this instance's consumer-group member (the cache's
+only writer)."""
+
 import signal
 import sys
 
@@ -11,8 +13,10 @@ from kvstore.errors import StoreUnavailable, TopicMisconfigured
 
 class Command(BaseCommand):
     help = (
-        "Join the consumer group, restore the partitions this instance is given into its SQLite cache, "
-        "and keep applying new records. SIGTERM or Ctrl-C leaves the group at once and exits 0."
+        "Join the consumer group, restore the partitions this instance is given into "
+        "its SQLite cache, "
+        "and keep applying new records. SIGTERM or Ctrl-C leaves the group at once and "
+        "exits 0."
     )
     requires_system_checks = []
 

@@ -1,4 +1,6 @@
-"""`manage.py kvstore_export`: the latest value of every key, as JSON lines, read from the topics."""
+"""`manage.py kvstore_export`: the latest value of every key, as JSON lines, read from
+the topics."""
+
 import sys
 
 from django.core.management.base import BaseCommand, CommandError
@@ -9,12 +11,19 @@ from kvstore.errors import StoreUnavailable
 
 
 class Command(BaseCommand):
-    help = 'Write {"namespace", "key", "value"} JSON lines for every live key (what kvstore_import reads).'
+    help = (
+        'Write {"namespace", "key", "value"} JSON lines for every live key '
+        "(what kvstore_import reads)."
+    )
     requires_system_checks = []
 
     def add_arguments(self, parser):
-        parser.add_argument("--output", "-o", help="file to write (default: standard output)")
-        parser.add_argument("--namespace", action="append", help="only this namespace (repeatable)")
+        parser.add_argument(
+            "--output", "-o", help="file to write (default: standard output)"
+        )
+        parser.add_argument(
+            "--namespace", action="append", help="only this namespace (repeatable)"
+        )
 
     def handle(self, *args, output, namespace, **options):
         settings = store_settings()
@@ -30,4 +39,7 @@ class Command(BaseCommand):
         finally:
             if output:
                 out.close()
-        self.stderr.write(f"exported {count} entries" + (f" ({skipped} undecodable records skipped)" if skipped else ""))
+        self.stderr.write(
+            f"exported {count} entries"
+            + (f" ({skipped} undecodable records skipped)" if skipped else "")
+        )

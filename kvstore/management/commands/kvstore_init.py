@@ -1,4 +1,5 @@
 """`manage.py kvstore_init`: create or verify the namespace topics."""
+
 from django.core.management.base import BaseCommand, CommandError
 
 from kvstore import log, topics
@@ -8,13 +9,20 @@ from kvstore.errors import StoreUnavailable, TopicMisconfigured
 
 class Command(BaseCommand):
     help = (
-        "Create the namespace topics (compacted, co-partitioned) if they are missing, and verify the ones "
-        "that exist. Idempotent. Fails on a topic that is not compacted or has the wrong partition count."
+        "Create the namespace topics (compacted, co-partitioned) if they are missing, "
+        "and verify the ones "
+        "that exist. Idempotent. Fails on a topic that is not compacted or has the "
+        "wrong partition count."
     )
     requires_system_checks = []
 
     def add_arguments(self, parser):
-        parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for Kafka (default 10)")
+        parser.add_argument(
+            "--timeout",
+            type=float,
+            default=10.0,
+            help="seconds to wait for Kafka (default 10)",
+        )
 
     def handle(self, *args, timeout, **options):
         settings = store_settings()

@@ -12,5 +12,9 @@ class Command(BaseCommand):
     def handle(self, *args, count, **options):
         User.objects.all().delete()
         User.objects.bulk_create(
-            [User(id=f"u{i:06d}", name=f"user {i}", email=f"user{i}@example.com") for i in range(count)], batch_size=5000
+            [
+                User(id=f"u{i:06d}", name=f"user {i}", email=f"user{i}@example.com")
+                for i in range(count)
+            ],
+            batch_size=5000,
         )

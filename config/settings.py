@@ -1,4 +1,8 @@
-"""Django settings for kvstore. The store's own settings come from `kvstore.conf` (environment)."""
+"""Django settings of the project that runs the store.
+
+The store's own settings come from `kvstore.conf`, which reads the environment once.
+"""
+
 import os
 
 from kvstore import conf
@@ -7,8 +11,14 @@ BASE_DIR = conf.BASE_DIR
 KVSTORE = conf.from_environ()
 
 DEBUG = os.environ.get("DJANGO_DEBUG", "") == "1"
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or "kvstore-development-only-not-secret"
-ALLOWED_HOSTS = [h.strip() for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "*").split(",") if h.strip()]
+SECRET_KEY = (
+    os.environ.get("DJANGO_SECRET_KEY") or "kvstore-development-only-not-secret"
+)
+ALLOWED_HOSTS = [
+    host.strip()
+    for host in os.environ.get("DJANGO_ALLOWED_HOSTS", "*").split(",")
+    if host.strip()
+]
 
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
@@ -19,13 +29,13 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "kvstore.middleware.RedirectToOwnerMiddleware",
+    "kvstore.api.middleware.RedirectToOwnerMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
 ]
 
-ROOT_URLCONF = "kvstore.urls"
-WSGI_APPLICATION = "kvstore.wsgi.application"
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
 APPEND_SLASH = False
 
 TEMPLATES = [
@@ -33,17 +43,19 @@ TEMPLATES = [
         "BACKEND": "django.template.backends.django.DjangoTemplates",
         "DIRS": [],
         "APP_DIRS": True,
-        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+        "OPTIONS": {
+            "context_processors": ["django.template.context_processors.request"]
+        },
     }
 ]
 
-# The data never goes through the ORM: Kafka is the database and the read cache is kvstore's own
-# SQLite file. Django's own tables are not needed.
+# The data never goes through the ORM: Kafka is the database and the read cache is
+# kvstore's own SQLite file. Django's own tables are not needed.
 DATABASES = {}
 
 STATIC_URL = "static/"
-# Bodies larger than this are refused (413) before they are read; each topic's max.message.bytes is
-# checked on top of it, before anything is produced.
+# Bodies larger than this are refused (413) before they are read; each topic's
+# max.message.bytes is checked on top of it, before anything is produced.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024 * 1024
 USE_TZ = True
 TIME_ZONE = "UTC"
@@ -53,10 +65,10 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
-    "EXCEPTION_HANDLER": "kvstore.errors.exception_handler",
+    "EXCEPTION_HANDLER": "kvstore.api.handlers.exception_handler",
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": [
-        "kvstore.renderers.ValueJSONRenderer",
+        "kvstore.api.renderers.ValueJSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
 }
@@ -64,10 +76,15 @@ REST_FRAMEWORK = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
-        "kvstore": {"handlers": ["console"], "level": os.environ.get("KVSTORE_LOG_LEVEL", "INFO")},
+        "kvstore": {
+            "handlers": ["console"],
+            "level": os.environ.get("KVSTORE_LOG_LEVEL", "INFO"),
+        },
         "kafka": {"handlers": ["console"], "level": "WARNING"},
     },
 }

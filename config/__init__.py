@@ -1,0 +1,1 @@
+"""The Django project that runs the store: settings, URL tree, WSGI entry point."""

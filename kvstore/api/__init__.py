@@ -1,0 +1,1 @@
+"""The store's HTTP face: URLs, views, middleware, renderers, error handlers."""

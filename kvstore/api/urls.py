@@ -1,0 +1,31 @@
+"""The store's URLs: the kv namespace, the cluster view, the peer endpoint, and health.
+A project mounts them with `path("", include("kvstore.api.urls"))`."""
+
+from django.urls import include, path
+from rest_framework.routers import SimpleRouter
+
+from kvstore.api import views
+
+
+class NamespaceRouter(SimpleRouter):
+    """Item URLs work with or without a trailing slash."""
+
+    def __init__(self):
+        super().__init__()
+        self.trailing_slash = "/?"  # DRF's constructor takes only a boolean
+
+
+router = NamespaceRouter()
+router.register("kv", views.KeyValueViewSet, basename="kv")
+
+urlpatterns = [
+    path("api/", include(router.urls)),
+    path("api/cluster", views.ClusterView.as_view(), name="cluster"),
+    path(
+        "api/internal/entries/<str:namespace>",
+        views.PartitionEntriesView.as_view(),
+        name="partition-entries",
+    ),
+    path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+]

@@ -1,7 +1,0 @@
-"""WSGI entry point: `gunicorn kvstore.wsgi`."""
-import os
-
-from django.core.wsgi import get_wsgi_application
-
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kvstore.settings")
-application = get_wsgi_application()
