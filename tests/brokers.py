@@ -43,9 +43,7 @@ def _docker_answers():
         client = docker.from_env(timeout=3)
         client.ping()
         return True
-    except (
-        Exception
-    ):  # no client library, no socket, no daemon: all mean "no Docker here"
+    except Exception:  # no client library, no socket, no daemon: no Docker here
         return False
 
 
