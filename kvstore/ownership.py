@@ -43,9 +43,8 @@ def plan(partitions, members):
             extra -= 1
         desired[member] = kept
         taken.update(kept)
-    for p in (
-        p for p in range(partitions) if p not in taken
-    ):  # the rest to the least loaded
+    # The rest to the least loaded.
+    for p in (p for p in range(partitions) if p not in taken):
         member = min(order, key=lambda m: (len(desired[m]), m))
         desired[member].append(p)
     holder = {}

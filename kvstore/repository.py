@@ -290,9 +290,8 @@ def get_repository():
     key = (os.getpid(), id(settings))
     if key not in _repositories:
         for (pid, _), stale in _repositories.items():
-            if (
-                pid == os.getpid()
-            ):  # a forked child must not touch its parent's producer
+            # A forked child must not touch its parent's producer.
+            if pid == os.getpid():
                 stale.close()
         _repositories.clear()
         _repositories[key] = Repository(settings)
