@@ -8,6 +8,7 @@ import json.scanner
 import logging
 import time
 
+from kvstore import conditions
 from kvstore.cache import READY, RESTORING, REVOKED
 
 logger = logging.getLogger(__name__)
@@ -44,53 +45,31 @@ def decode(record):
     return (key, value) if is_json(value) else None
 
 
-def apply_batch(conn, batch, now=None):
+def apply_batch(conn, batch, now=None, window_ms=None, unsettled=None):
     """Apply `{(namespace, partition): (records, next_position)}` in one transaction.
 
-    Records are in offset order; the last record of a key wins; a tombstone deletes the
-    row; a record that cannot be decoded is logged, counted in `skipped` and passed
-    over. Returns the records applied.
+    Records are in offset order; a record takes effect unless it carries a condition
+    (kvstore.conditions) that no longer holds where it landed, then the last record of
+    a key that took effect wins; a tombstone deletes the row; a record that cannot be
+    decoded is logged, counted in `skipped` and passed over. Rejections are recorded
+    for the writers, and their keys kept in `unsettled` (a conditions.Unsettled) until
+    a later record of theirs takes effect. Returns the records applied.
     """
     now = time.time() if now is None else now
+    unsettled = conditions.Unsettled() if unsettled is None else unsettled
     applied = 0
     conn.execute("BEGIN IMMEDIATE")
     try:
         for (namespace, partition), (records, next_position) in batch.items():
-            latest, skipped = {}, 0
+            judge = _Judge(conn, namespace, partition, now, window_ms, unsettled)
             for record in records:
-                decoded = decode(record)
-                if decoded is None:
-                    skipped += 1
-                    logger.warning(
-                        "skipped undecodable record %s/%s@%s",
-                        namespace,
-                        partition,
-                        record.offset,
-                    )
-                    continue
-                latest[decoded[0]] = (record.offset, decoded[1])
-            conn.executemany(
-                "INSERT OR REPLACE INTO entries (namespace, key, partition, offset, "
-                "value) VALUES (?, ?, ?, ?, ?)",
-                [
-                    (namespace, key, partition, offset, value)
-                    for key, (offset, value) in latest.items()
-                    if value is not None
-                ],
-            )
-            conn.executemany(
-                "DELETE FROM entries WHERE namespace = ? AND key = ?",
-                [
-                    (namespace, key)
-                    for key, (_, value) in latest.items()
-                    if value is None
-                ],
-            )
+                judge.take(record)
+            judge.write()
             conn.execute(
                 "UPDATE partitions SET position = max(position, ?), applied_at = ?, "
                 "skipped = skipped + ? "
                 "WHERE namespace = ? AND partition = ?",
-                (next_position, now, skipped, namespace, partition),
+                (next_position, now, judge.skipped, namespace, partition),
             )
             applied += len(records)
         conn.execute("COMMIT")
@@ -98,6 +77,98 @@ def apply_batch(conn, batch, now=None):
         conn.execute("ROLLBACK")
         raise
     return applied
+
+
+class _Judge:
+    """One partition's records of one batch: which take effect, and what they leave."""
+
+    def __init__(self, conn, namespace, partition, now, window_ms, unsettled):
+        self.conn, self.namespace, self.partition = conn, namespace, partition
+        self.now, self.window_ms, self.unsettled = now, window_ms, unsettled
+        self.latest = {}  # key -> (offset, value JSON text or None)
+        self.rejected = []  # (offset, key, current version text)
+        self.settled = set()
+        self.skipped = 0
+
+    def take(self, record):
+        decoded = decode(record)
+        if decoded is None:
+            self.skipped += 1
+            logger.warning(
+                "skipped undecodable record %s/%s@%s",
+                self.namespace,
+                self.partition,
+                record.offset,
+            )
+            return
+        key, value = decoded
+        condition = conditions.based_on(getattr(record, "headers", None))
+        if condition is not None and conditions.judged(
+            record, self.now * 1000, self.window_ms
+        ):
+            current = self._current(key)
+            if not condition.holds(current):
+                self.rejected.append(
+                    (record.offset, key, conditions.etag_text(current))
+                )
+                self.unsettled.add(self.namespace, self.partition, key)
+                return
+        self.latest[key] = (record.offset, value)
+        if (self.namespace, self.partition, key) in self.unsettled:
+            self.unsettled.settle(self.namespace, self.partition, key)
+            self.settled.add(key)
+
+    def _current(self, key):
+        """The key's version here: (partition, offset) or None when absent."""
+        if key in self.latest:
+            offset, value = self.latest[key]
+            return None if value is None else (self.partition, offset)
+        row = self.conn.execute(
+            "SELECT partition, offset FROM entries WHERE namespace = ? AND key = ?",
+            (self.namespace, key),
+        ).fetchone()
+        return None if row is None else tuple(row)
+
+    def write(self):
+        ns, partition, latest = self.namespace, self.partition, self.latest
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO entries (namespace, key, partition, offset, "
+            "value) VALUES (?, ?, ?, ?, ?)",
+            [
+                (ns, key, partition, offset, value)
+                for key, (offset, value) in latest.items()
+                if value is not None
+            ],
+        )
+        self.conn.executemany(
+            "DELETE FROM entries WHERE namespace = ? AND key = ?",
+            [(ns, key) for key, (_, value) in latest.items() if value is None],
+        )
+        self.conn.executemany(
+            "UPDATE rejected SET settled = 1 WHERE namespace = ? AND partition = ? "
+            "AND key = ?",
+            [(ns, partition, key) for key in self.settled],
+        )
+        self.conn.executemany(
+            "INSERT OR REPLACE INTO rejected (namespace, partition, offset, key, "
+            "current, at, settled) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    ns,
+                    partition,
+                    offset,
+                    key,
+                    current,
+                    self.now,
+                    self._later(key, offset),
+                )
+                for offset, key, current in self.rejected
+            ],
+        )
+
+    def _later(self, key, offset):
+        """Whether a record of `key` after `offset` took effect in this batch."""
+        return key in self.latest and self.latest[key][0] > offset
 
 
 class Writer:
@@ -198,15 +269,13 @@ class Writer:
             ]
         )
 
-    def revoke_all(self):
-        """Serve nothing and forget the group's view (the start and the end of a
-        consumer run)."""
-        self._transaction(
-            [
-                ("UPDATE partitions SET state = ?", (REVOKED,)),
-                ("DELETE FROM group_view", ()),
-            ]
-        )
+    def revoke_all(self, keep_view=False):
+        """Serve nothing and (unless `keep_view`: a draining stop still redirects)
+        forget the group's view: the start and the end of a consumer run."""
+        statements = [("UPDATE partitions SET state = ?", (REVOKED,))]
+        if not keep_view:
+            statements.append(("DELETE FROM group_view", ()))
+        self._transaction(statements)
 
     def synced(self, keys, now=None):
         """These partitions are known to be at the log's end right now."""
@@ -250,13 +319,32 @@ class Writer:
             ]
         )
 
-    def heartbeat(self, url, pid, applied, started_at, alive=True):
+    def heartbeat(self, url, pid, applied, started_at, alive=True, lease_until=None):
         self._transaction(
             [
                 (
                     "INSERT OR REPLACE INTO member (id, pid, url, heartbeat, "
-                    "started_at, applied) VALUES (1, ?, ?, ?, ?, ?)",
-                    (pid, url, time.time() if alive else 0.0, started_at, applied),
+                    "started_at, applied, lease_until) VALUES (1, ?, ?, ?, ?, ?, ?)",
+                    (
+                        pid,
+                        url,
+                        time.time() if alive else 0.0,
+                        started_at,
+                        applied,
+                        lease_until if alive else None,
+                    ),
                 )
             ]
+        )
+
+    def lease(self, lease_until):
+        """Record the membership lease's end (None: no lease)."""
+        self._transaction(
+            [("UPDATE member SET lease_until = ? WHERE id = 1", (lease_until,))]
+        )
+
+    def prune_rejections(self, older_than):
+        """Forget settled rejections older than `older_than` (time.time())."""
+        self._transaction(
+            [("DELETE FROM rejected WHERE settled = 1 AND at < ?", (older_than,))]
         )

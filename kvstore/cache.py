@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from kvstore.ownership import GroupView
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 RESTORING, READY, REVOKED = "restoring", "ready", "revoked"
 
 SCHEMA = """
@@ -53,7 +53,22 @@ CREATE TABLE IF NOT EXISTS member (
     url TEXT NOT NULL,
     heartbeat REAL NOT NULL,
     started_at REAL NOT NULL,
-    applied INTEGER NOT NULL DEFAULT 0
+    applied INTEGER NOT NULL DEFAULT 0,
+    -- the membership lease's end on kvstore.lease's clock; NULL: no lease
+    lease_until REAL
+);
+-- Conditional records the log rejected (their condition no longer held where they
+-- landed), with the version that was current there: a writer waiting for its record
+-- answers 412 from this. Kept for a while, then pruned.
+CREATE TABLE IF NOT EXISTS rejected (
+    namespace TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    current TEXT,
+    at REAL NOT NULL,
+    settled INTEGER NOT NULL DEFAULT 0,  -- a later record of the key took effect
+    PRIMARY KEY (namespace, partition, offset)
 );
 -- The group as the last assignment described it: owners[p] is the base URL owning
 -- index p, or null.
@@ -64,7 +79,7 @@ CREATE TABLE IF NOT EXISTS group_view (
     members TEXT NOT NULL
 );
 """
-TABLES = ("entries", "partitions", "topics", "member", "group_view")
+TABLES = ("entries", "partitions", "topics", "member", "group_view", "rejected")
 
 
 class Member(NamedTuple):
@@ -73,6 +88,7 @@ class Member(NamedTuple):
     url: str
     heartbeat: float  # time.time() of the last heartbeat; 0 once it stopped cleanly
     pid: int
+    lease_until: float | None  # see kvstore.lease
 
 
 class TopicFacts(NamedTuple):
@@ -203,7 +219,8 @@ class View:
         """This instance's consumer process, or None if it never ran."""
         try:
             return self._one(
-                Member, "SELECT url, heartbeat, pid FROM member WHERE id = 1"
+                Member,
+                "SELECT url, heartbeat, pid, lease_until FROM member WHERE id = 1",
             )
         except sqlite3.OperationalError:  # the consumer has not created the schema yet
             return None
@@ -274,6 +291,16 @@ class View:
             "= ?",
             (namespace, key),
         )
+
+    def rejection(self, namespace, partition, offset):
+        """None when the record at `offset` took effect (or was never judged);
+        otherwise ("rejected", the version current where it landed, or None)."""
+        row = self.conn.execute(
+            "SELECT current FROM rejected "
+            "WHERE namespace = ? AND partition = ? AND offset = ?",
+            (namespace, partition, offset),
+        ).fetchone()
+        return None if row is None else ("rejected", row[0])
 
     def entries(self, namespace, partitions, after, limit):
         """Up to `limit` EntryRows of the given partitions, keys after `after`, in key

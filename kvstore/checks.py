@@ -72,6 +72,24 @@ def check_topics(app_configs=None, **kwargs):
                 id="kvstore.E003",
             )
         ]
+    lagging = [
+        name
+        for name, state in existing.items()
+        if state is not None
+        and int(state.configs.get("min.compaction.lag.ms") or 0)
+        < topics.MIN_COMPACTION_LAG_MS // 60
+    ]
+    if lagging:
+        return [
+            Warning(
+                f"topics {', '.join(sorted(lagging))} have min.compaction.lag.ms under "
+                "a minute: a conditional write the log rejected could be compacted "
+                "into a key's last record before its owner re-asserts the key",
+                hint="kafka-configs --alter --add-config min.compaction.lag.ms=3600000 "
+                "(kvstore_init sets it on the topics it creates).",
+                id="kvstore.W003",
+            )
+        ]
     if plan.create:
         return [
             Warning(

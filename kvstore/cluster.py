@@ -4,7 +4,7 @@ lag, state)."""
 
 import time
 
-from kvstore import cache, routing
+from kvstore import cache, lease, routing
 
 
 def describe(reader, settings):
@@ -20,6 +20,8 @@ def describe(reader, settings):
         "instance": member.url if member is not None else settings.advertised_url,
         "consumer": {
             "alive": routing.consumer_alive(member, settings),
+            "lease": lease.held(member),
+            "lease_left": _lease_left(member),
             "heartbeat_age": age,
         },
         "generation": group.generation if group else None,
@@ -33,6 +35,13 @@ def describe(reader, settings):
         ),
         "local": [_local(row) for row in held if row.state != cache.REVOKED],
     }
+
+
+def _lease_left(member):
+    """Seconds of membership lease left, or None without one."""
+    if member is None or member.lease_until is None:
+        return None
+    return round(max(0.0, member.lease_until - lease.now()), 3)
 
 
 def _local(row):

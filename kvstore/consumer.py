@@ -13,7 +13,7 @@ import logging
 import os
 import time
 
-from kvstore import apply, cache, locks, log, topics
+from kvstore import apply, cache, drain, lease, locks, log, settle, topics
 from kvstore.errors import StoreUnavailable
 
 logger = logging.getLogger(__name__)
@@ -25,6 +25,7 @@ HEARTBEAT_EVERY = 0.5
 COMMIT_EVERY = 1.0
 SYNCED_EVERY = 2.0
 PROGRESS_EVERY = 2.0
+PRUNE_EVERY = 600.0  # settled rejections are kept this long for their writers
 
 
 class AlreadyRunning(Exception):
@@ -51,32 +52,55 @@ class ConsumerProcess:
         self.started_at = time.time()
         self._restore = _RestoreMeter()
         self._view = None
-        self._last = {"heartbeat": 0.0, "synced": 0.0, "progress": 0.0, "commit": 0.0}
+        self._last = {
+            "heartbeat": 0.0,
+            "synced": 0.0,
+            "progress": 0.0,
+            "commit": 0.0,
+            "pruned": 0.0,
+            "lease": 0.0,
+        }
+        self._lease = None
         # (topic, partition) -> position applied but not yet committed
         self._uncommitted = {}
 
     def run(self, should_stop):
-        """Run until `should_stop()` is true, then leave the group at once and stop
-        serving."""
+        """Run until `should_stop()` is true, then stop serving, leave the group at once
+        and drain: stay until the other members know the new owners."""
         with _exclusive(self.settings.cache_path):
             conn = cache.connect(self.settings.cache_path)
             self.writer = apply.Writer(conn)
             # Nothing is served until this run has assigned and restored it.
             self.writer.revoke_all()
             locks.KeyLocks(locks.path_for(self.settings.cache_path), ()).reset()
-            self.retention_ms = self._record_topics()
+            self.retention_ms, self.window_ms = self._record_topics()
             self._heartbeat()
+            self.unsettled = settle.load_unsettled(conn)
+            settler = settle.Settler(self.settings, conn, self.unsettled)
+            # Revocations are written from kafka-python's IO thread, on a connection
+            # of their own (see log.consumer._Events).
+            revoker = apply.Writer(cache.connect(self.settings.cache_path))
             group = log.GroupConsumer(
-                self.settings, self.namespace_of, self.settings.session_timeout_ms
+                self.settings,
+                self.namespace_of,
+                self.settings.session_timeout_ms,
+                on_revoke=lambda tps: revoker.revoke(self._keys(tps)),
             )
             try:
                 while not should_stop():
-                    self._step(group, conn)
+                    self._step(group, conn, settler)
             finally:
-                self.writer.revoke_all()
-                self._heartbeat(alive=False)
+                self.writer.revoke_all(keep_view=True)
+                self.writer.lease(None)
                 group.close(self._uncommitted)
+                settler.close()
+                drain.until_peers_know(self.settings, self.writer, self._view)
+                self._heartbeat(alive=False)
+                revoker.conn.close()
                 conn.close()
+
+    def _keys(self, partitions):
+        return [(self.namespace_of[t], p) for t, p in partitions]
 
     def _record_topics(self):
         """Verify the namespace topics and store their facts for the web side; {topic:
@@ -100,9 +124,17 @@ class ConsumerProcess:
             for name, state in existing.items()
         ]
         self.writer.set_topics(facts)
-        return {name: retention for _, name, _, _, retention in facts}
+        retention = {name: retention for _, name, _, _, retention in facts}
+        # Conditions are judged on records younger than half the compaction lag
+        # (kvstore.conditions); with no lag configured every record is judged.
+        lags = [
+            int(state.configs.get("min.compaction.lag.ms") or 0)
+            for state in existing.values()
+        ]
+        window = min(lags, default=0) // 2
+        return retention, window or None
 
-    def _step(self, group, conn):
+    def _step(self, group, conn, settler):
         fetched = group.poll(timeout_ms=100)
         fresh = self._handle_events(group)
         view = group.view()
@@ -112,10 +144,28 @@ class ConsumerProcess:
             logger.info("generation %s: owners %s", view.generation, view.owners)
         batch, moved = self._batch(fetched, fresh)
         if batch:
-            self.applied_total += apply.apply_batch(conn, batch)
+            self.applied_total += apply.apply_batch(
+                conn, batch, window_ms=self.window_ms, unsettled=self.unsettled
+            )
             self._uncommitted.update({tp: self.held[tp].position for tp in moved})
         self._finish_restores(group)
+        self._renew(group)
+        ready = {
+            (held.namespace, tp[1]) for tp, held in self.held.items() if not held.target
+        }
+        settler.settle(ready, self.settings.topics(), self._lease)
         self._periodic(group)
+
+    def _renew(self, group):
+        """Write the membership lease into the cache when it moved: a lapse at once, a
+        renewal at most every half second (the deadline itself keeps it safe)."""
+        until = group.lease_until()
+        if until == self._lease:
+            return
+        lapsed = until is None or (self._lease is not None and until < self._lease)
+        if lapsed or time.monotonic() - self._last["lease"] >= HEARTBEAT_EVERY:
+            self.writer.lease(until)
+            self._lease, self._last["lease"] = until, time.monotonic()
 
     def _handle_events(self, group):
         """Apply rebalance events in order; return the partitions (re)assigned now,
@@ -215,6 +265,9 @@ class ConsumerProcess:
         if self._uncommitted and now - self._last["commit"] >= COMMIT_EVERY:
             group.commit(self._uncommitted)
             self._uncommitted, self._last["commit"] = {}, now
+        if now - self._last["pruned"] >= PRUNE_EVERY:
+            self.writer.prune_rejections(time.time() - PRUNE_EVERY)
+            self._last["pruned"] = now
         if now - self._last["heartbeat"] >= HEARTBEAT_EVERY:
             self._heartbeat()
             self._last["heartbeat"] = now
@@ -250,6 +303,7 @@ class ConsumerProcess:
             self.applied_total,
             self.started_at,
             alive,
+            lease_until=self._lease,
         )
 
 

@@ -28,6 +28,18 @@ class StoreUnavailable(StoreError):
         self.wait = wait
 
 
+class WriteOutcomeUnknown(StoreError):
+    """The record was handed to Kafka and no answer came in time: it may or may not be
+    in the log, now or later. Never "nothing was written"."""
+
+    status_code = status.HTTP_504_GATEWAY_TIMEOUT
+    default_code = "write_outcome_unknown"
+
+    def __init__(self, detail=None, wait=2):
+        super().__init__(detail)
+        self.wait = wait
+
+
 class NotServing(StoreError):
     """This instance cannot answer for a partition now (restoring, moving, consumer
     gone)."""

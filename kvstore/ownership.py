@@ -28,17 +28,20 @@ class GroupView:
 def plan(partitions, members):
     """Plan one rebalance round.
 
-    `members`: {member_id: (url, owned partition indices)}. Returns ({member_id: indices
-    assigned this round}, owners list for this round).
+    `members`: {member_id: (url, owned partition indices[, generation])}, where
+    `generation` is the one in which the member last held what it claims (-1 when
+    unknown). Returns ({member_id: indices assigned this round}, owners list for this
+    round).
     """
-    order = sorted(members, key=lambda m: (-len(members[m][1]), m))
+    holders, contested = _holders(members)
+    held = {m: {p for p, h in holders.items() if h == m} for m in members}
+    order = sorted(members, key=lambda m: (-len(held[m]), m))
     base, extra = divmod(partitions, len(order)) if order else (0, 0)
     desired, taken = {m: [] for m in order}, set()
     for member in order:  # keep what is held, up to a balanced share
         cap = base + 1 if extra > 0 else base
-        kept = sorted(
-            p for p in members[member][1] if p < partitions and p not in taken
-        )[:cap]
+        kept = sorted(p for p in held[member] if p < partitions and p not in taken)
+        kept = kept[:cap]
         if len(kept) == base + 1:
             extra -= 1
         desired[member] = kept
@@ -47,12 +50,14 @@ def plan(partitions, members):
     for p in (p for p in range(partitions) if p not in taken):
         member = min(order, key=lambda m: (len(desired[m]), m))
         desired[member].append(p)
-    holder = {}
-    for member, (_, owned) in members.items():
-        for p in owned:
-            holder.setdefault(p, member)
+    # Cooperative: an index goes to its new owner only in a round in which nobody
+    # else holds it; a contested one goes to nobody until its claimants let it go.
     this_round = {
-        member: {p for p in desired[member] if holder.get(p, member) == member}
+        member: {
+            p
+            for p in desired[member]
+            if holders.get(p, member) == member and p not in contested
+        }
         for member in order
     }
     owners = [None] * partitions
@@ -60,6 +65,28 @@ def plan(partitions, members):
         for p in indices:
             owners[p] = members[member][0]
     return this_round, owners
+
+
+def _holders(members):
+    """({index: the member that holds it}, contested indices). A member that fell out
+    of the group (a pause, a lost session) rejoins still claiming what it held, so the
+    claim of the highest generation wins, as in Kafka's own cooperative assignor; two
+    claims at that generation make the index contested."""
+    claims = {}
+    for member, (_, owned, *generation) in members.items():
+        for p in owned:
+            claims.setdefault(p, []).append(
+                (generation[0] if generation else -1, member)
+            )
+    holders, contested = {}, set()
+    for p, by in claims.items():
+        top = max(generation for generation, _ in by)
+        at_top = [member for generation, member in by if generation == top]
+        if len(at_top) == 1:
+            holders[p] = at_top[0]
+        else:
+            contested.add(p)
+    return holders, contested
 
 
 def encode_subscription(url):

@@ -12,9 +12,16 @@ import threading
 import time
 import uuid
 
-from kvstore import cache, gather, locks, log, routing
+from kvstore import cache, conditions, gather, locks, log, routing, writes
 from kvstore.conf import store_settings
-from kvstore.errors import EntryNotFound, NotServing, PreconditionFailed, RecordTooLarge
+from kvstore.errors import (
+    EntryNotFound,
+    NotServing,
+    PreconditionFailed,
+    RecordTooLarge,
+    StoreUnavailable,
+    WriteOutcomeUnknown,
+)
 from kvstore.partitioner import partition_for
 
 ANY = "*"
@@ -68,13 +75,20 @@ class Condition:
     def _matches(self, current, etag):
         return current is not None and (ANY in self.if_match or etag in self.if_match)
 
+    @property
+    def constrains(self):
+        """Whether the write depends on the entry it found: then its record carries
+        that version and the log decides whether it takes effect."""
+        return bool(self.if_match or self.absent or self.exists)
+
 
 @dataclasses.dataclass(frozen=True)
 class WriteResult:
     entry: Entry | None  # None after a delete
     version: Version
-    applied: bool
+    applied: bool  # took effect and applied here; else durable, not yet confirmed
     created: bool
+    conditional: bool = False  # its record carries a condition the log decides
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +106,7 @@ class Repository:
         )
         self._producer = self._admin = None
         self._producer_lock = threading.Lock()
+        self.breaker = writes.Breaker(writes.path_for(settings.cache_path))
 
     # Reads
 
@@ -172,19 +187,21 @@ class Repository:
                 new_value, separators=(",", ":"), ensure_ascii=False
             ).encode("utf-8")
             self._check_size(route, payload)
-            version, applied = self._write(route, slot, payload)
+            version, applied = self._write(route, slot, payload, condition, current)
         entry = Entry(key, new_value, version)
-        return WriteResult(entry, version, applied, created=current is None)
+        created = current is None
+        return WriteResult(entry, version, applied, created, condition.constrains)
 
     def delete(self, namespace, key, condition=Condition()):
         """Write a tombstone for an existing `key`; EntryNotFound when there is none."""
+        condition = dataclasses.replace(condition, exists=True)
         with self.reader.snapshot() as view:
             route = routing.route(view, self.settings, namespace, key)
         with self.locks.hold(namespace, key) as slot:
             current = self._current_under_lock(route, slot)
-            dataclasses.replace(condition, exists=True).check(current)
-            version, applied = self._write(route, slot, None)
-        return WriteResult(None, version, applied, created=False)
+            condition.check(current)
+            version, applied = self._write(route, slot, None, condition, current)
+        return WriteResult(None, version, applied, False, conditional=True)
 
     def _current_under_lock(self, route, slot):
         """The entry as of every write acknowledged before: first wait for the bucket's
@@ -210,13 +227,62 @@ class Repository:
                 entry = self._entry(view, route)
         return entry
 
-    def _write(self, route, slot, payload):
-        written = self.producer().send(
-            route.topic, route.partition, route.key.encode("utf-8"), payload
-        )
+    def _write(self, route, slot, payload, condition, current):
+        """Produce the record (carrying the version it is based on when `condition`
+        constrains it) and settle its outcome: (Version, applied here)."""
+        headers = ()
+        if condition.constrains:
+            based = current.version if current is not None else None
+            based = None if based is None else (based.partition, based.offset)
+            headers = (conditions.BasedOn(based).header(),)
+        written = self._produce(route, payload, headers)
         slot.remember(route.namespace, written.partition, written.offset)
+        version = Version(written.partition, written.offset)
         applied = self.wait_applied(route.namespace, written.partition, written.offset)
-        return Version(written.partition, written.offset), applied
+        if applied and condition.constrains:
+            self._raise_if_rejected(route, version)
+        # Acknowledge only under a lease still held: after a pause this instance may
+        # no longer be the one that answers for the partition.
+        return version, applied and self._serving()
+
+    def _produce(self, route, payload, headers):
+        """Send through the breaker; replace a producer that can no longer send."""
+        attempt = self.breaker.attempt()
+        if attempt is None:
+            raise StoreUnavailable(
+                "Writes to Kafka are failing on this instance; nothing was written.",
+                wait=2,
+            )
+        with attempt:
+            producer = self.producer()
+            try:
+                written = producer.send(
+                    route.topic, route.partition, route.key.encode(), payload, headers
+                )
+            except (StoreUnavailable, WriteOutcomeUnknown):
+                self.breaker.failed()
+                self._replace_if_stuck(producer)
+                raise
+        self.breaker.succeeded()
+        return written
+
+    def _raise_if_rejected(self, route, version):
+        with self.reader.snapshot() as view:
+            rejection = view.rejection(
+                route.namespace, version.partition, version.offset
+            )
+        if rejection is not None:
+            _, current = rejection
+            raise PreconditionFailed(
+                "Another write to this key landed first in the log, so this one was "
+                "recorded but took no effect.",
+                None if current is None else f'"{current}"',
+            )
+
+    def _serving(self):
+        with self.reader.snapshot() as view:
+            member = view.member() if view is not None else None
+        return routing.serving(member, self.settings)
 
     def _check_size(self, route, payload):
         key_bytes = len(route.key.encode("utf-8"))
@@ -265,6 +331,16 @@ class Repository:
                     self.settings, self.settings.produce_timeout
                 )
             return self._producer
+
+    def _replace_if_stuck(self, producer):
+        """After a failed write: drop a producer that can no longer send, so the next
+        write makes a new one (its close waits in the background)."""
+        if not producer.stuck():
+            return
+        with self._producer_lock:
+            if self._producer is producer:
+                self._producer = None
+        threading.Thread(target=producer.close, args=(0,), daemon=True).start()
 
     def close(self):
         for client in (self._producer, self._admin):

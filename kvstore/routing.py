@@ -2,7 +2,9 @@
 
 `locate` *returns* the answer (here, a peer's URL, or why nobody can serve it now);
 `route` is for callers that go on only when the answer is "here". An instance answers
-for a partition only while its consumer is alive and holds the partition restored.
+for a partition only while its consumer process is alive, holds the membership lease
+(kvstore.lease) and holds the partition restored. A key another instance owns is
+redirected there even when this instance's own consumer is down.
 """
 
 import dataclasses
@@ -12,7 +14,7 @@ import time
 import unicodedata
 from urllib.parse import urlsplit
 
-from kvstore import cache
+from kvstore import cache, lease
 from kvstore.errors import InvalidKey, NotOwner, NotServing
 from kvstore.partitioner import partition_for
 
@@ -57,16 +59,24 @@ def validate_key(key):
 
 
 def consumer_alive(member, settings):
-    """The one rule for "this instance's consumer process is alive": it has run and its
-    heartbeat is recent."""
+    """The one rule for "this instance's consumer process is alive": it has run, its
+    process exists and its heartbeat is recent."""
     return (
         member is not None
         and time.time() - member.heartbeat <= settings.heartbeat_timeout
+        and lease.process_alive(member.pid)
     )
 
 
+def serving(member, settings):
+    """Whether this instance may answer for the partitions it holds: a live consumer
+    that holds the membership lease."""
+    return consumer_alive(member, settings) and lease.held(member)
+
+
 def check_consumer(view, settings):
-    """Raise NotServing unless this instance's consumer process is alive."""
+    """Raise NotServing unless this instance's consumer process is alive and holds the
+    membership lease."""
     member = view.member() if view is not None else None
     if not consumer_alive(member, settings):
         started = member is not None
@@ -75,6 +85,13 @@ def check_consumer(view, settings):
             + ("is not running." if started else "has not started."),
             code="consumer_unavailable",
             wait=2,
+        )
+    if not lease.held(member):
+        raise NotServing(
+            "This instance has not heard from the group coordinator recently enough "
+            "to answer for its partitions.",
+            code="lease_expired",
+            wait=1,
         )
 
 
@@ -91,9 +108,10 @@ def topic_facts(view, namespace):
 
 def partition_of(view, settings, namespace, key):
     """The partition of `key`; InvalidKey for a bad key, NotServing when this instance
-    cannot tell (its consumer is gone or has not described the namespace)."""
+    cannot tell (its consumer never described the namespace)."""
     validate_key(key)
-    check_consumer(view, settings)
+    if view is None:
+        check_consumer(view, settings)
     return partition_for(key, topic_facts(view, namespace).partitions)
 
 
@@ -111,6 +129,11 @@ def locate(view, settings, namespace, partition):
             partition=partition,
         )
         return Placement(partition, unavailable=moving)
+    try:
+        check_consumer(view, settings)
+    except NotServing as exc:
+        exc.extra, exc.headers = _about(partition)
+        return Placement(partition, unavailable=exc)
     if held.state == cache.RESTORING:
         restoring = NotServing(
             f"Partition {partition} of {namespace!r} is still being restored "
@@ -120,6 +143,10 @@ def locate(view, settings, namespace, partition):
         )
         return Placement(partition, unavailable=restoring)
     return Placement(partition)
+
+
+def _about(partition):
+    return {"partition": partition}, {"X-Kvstore-Partition": str(partition)}
 
 
 def locate_key(view, settings, namespace, key):

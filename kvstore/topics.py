@@ -10,6 +10,11 @@ import dataclasses
 from kvstore.errors import TopicMisconfigured
 
 COMPACT = "compact"
+# Records younger than this are never compacted away. Conditions are decided by the
+# log (kvstore.conditions), and a record the log rejected must be followed by its
+# owner's re-assert before compaction could make it a key's last word: an hour leaves
+# any owner, or the next one after a failover, ample time.
+MIN_COMPACTION_LAG_MS = 3_600_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,9 +28,10 @@ class Plan:
 
 
 def creation_configs(settings):
-    """Topic configs for a new namespace topic: compacted, plus the operator's extra
-    configs."""
-    configs = dict(settings.topic_configs)
+    """Topic configs for a new namespace topic: compacted, with a compaction lag, plus
+    the operator's extra configs."""
+    configs = {"min.compaction.lag.ms": str(MIN_COMPACTION_LAG_MS)}
+    configs.update(settings.topic_configs)
     configs["cleanup.policy"] = COMPACT
     return configs
 

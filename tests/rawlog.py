@@ -6,14 +6,18 @@ import time
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 
-def produce(bootstrap, topic, records, partition=None):
+def produce(bootstrap, topic, records, partition=None, headers=None):
     """Write (key, value) pairs; value None is a tombstone. Returns [(partition,
     offset)]."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     try:
         futures = [
             producer.send(
-                topic, key=_bytes(key), value=_bytes(value), partition=partition
+                topic,
+                key=_bytes(key),
+                value=_bytes(value),
+                partition=partition,
+                headers=headers,
             )
             for key, value in records
         ]
@@ -26,9 +30,9 @@ def produce(bootstrap, topic, records, partition=None):
         producer.close()
 
 
-def read_all(bootstrap, topic, timeout=30):
+def read_all(bootstrap, topic, timeout=30, headers=False):
     """Every record now in the topic, as (partition, offset, key, value) with raw bytes
-    (None kept)."""
+    (None kept), and its headers as a fifth item when asked."""
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None
     )
@@ -45,7 +49,11 @@ def read_all(bootstrap, topic, timeout=30):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"could not read {topic} to its end in {timeout}s")
             for batch in consumer.poll(timeout_ms=500).values():
-                records.extend((r.partition, r.offset, r.key, r.value) for r in batch)
+                records.extend(
+                    (r.partition, r.offset, r.key, r.value)
+                    + ((dict(r.headers or ()),) if headers else ())
+                    for r in batch
+                )
         return records
     finally:
         consumer.close()

@@ -7,10 +7,19 @@ import time
 
 import pytest
 
-from kvstore import apply, cache, conf
+from kvstore import apply, cache, conditions, conf
 from kvstore.consumer import ConsumerProcess
 
 Record = collections.namedtuple("Record", "offset key value timestamp")
+Conditional = collections.namedtuple(
+    "Conditional", "offset key value timestamp headers"
+)
+
+
+def based(offset, key, value, on, timestamp=None):
+    """A record carrying the condition "based on version `on`" ("p-o" or "absent")."""
+    timestamp = time.time() * 1000 if timestamp is None else timestamp
+    return Conditional(offset, key, value, timestamp, [("kvstore-if", on.encode())])
 
 
 @pytest.fixture
@@ -155,6 +164,7 @@ def test_migrate_creates_the_cache_schema(tmp_path, settings):
         "topics",
         "member",
         "group_view",
+        "rejected",
     }
 
 
@@ -179,3 +189,91 @@ def test_is_json_accepts_what_json_loads_accepts(text):
 )
 def test_is_json_refuses_what_json_loads_refuses(text):
     assert not apply.is_json(text)
+
+
+class TestConditionsDecidedByTheLog:
+    """A conditional record takes effect only if the key is still at the version it was
+    based on where it landed; every applier decides alike."""
+
+    def rejections(self, conn):
+        return conn.execute(
+            "SELECT offset, key, current, settled FROM rejected ORDER BY offset"
+        ).fetchall()
+
+    def test_a_condition_that_holds_takes_effect(self, conn):
+        records = [based(0, b"k", b"1", "absent"), based(1, b"k", b"2", "0-0")]
+        apply.apply_batch(conn, {("kv", 0): (records, 2)})
+        assert rows(conn) == [("k", 1, "2")] and self.rejections(conn) == []
+
+    def test_a_stale_condition_is_rejected_and_recorded(self, conn):
+        unsettled = conditions.Unsettled()
+        records = [
+            Record(0, b"k", b"1", 0),
+            based(1, b"k", b"2", "0-0"),
+            based(2, b"k", b"3", "0-0"),  # based on the same version: too late
+            based(3, b"k", None, "0-0"),  # a late tombstone must not delete
+        ]
+        apply.apply_batch(conn, {("kv", 0): (records, 4)}, unsettled=unsettled)
+        assert rows(conn) == [("k", 1, "2")]
+        assert self.rejections(conn) == [(2, "k", "0-1", 0), (3, "k", "0-1", 0)]
+        assert unsettled.pending("kv", 0) == {"k"}
+
+    def test_a_later_record_that_takes_effect_settles_the_key(self, conn):
+        unsettled = conditions.Unsettled()
+        apply.apply_batch(
+            conn,
+            {
+                ("kv", 0): (
+                    [Record(0, b"k", b"1", 0), based(1, b"k", b"2", "absent")],
+                    2,
+                )
+            },
+            unsettled=unsettled,
+        )
+        assert unsettled.pending("kv", 0) == {"k"}
+        apply.apply_batch(
+            conn, {("kv", 0): ([based(2, b"k", b"1", "0-0")], 3)}, unsettled=unsettled
+        )
+        assert unsettled.pending("kv", 0) == set()
+        assert self.rejections(conn) == [(1, "k", "0-0", 1)]
+        assert rows(conn) == [("k", 2, "1")]
+
+    def test_absent_holds_only_for_a_missing_or_deleted_key(self, conn):
+        records = [
+            based(0, b"k", b"1", "absent"),
+            based(1, b"k", b"2", "absent"),
+            Record(2, b"k", None, 0),
+            based(3, b"k", b"3", "absent"),
+        ]
+        apply.apply_batch(conn, {("kv", 0): (records, 4)})
+        assert rows(conn) == [("k", 3, "3")]
+        assert [r[0] for r in self.rejections(conn)] == [1]
+
+    def test_records_older_than_the_window_are_not_judged_again(self, conn):
+        old = time.time() * 1000 - 60_000
+        records = [based(0, b"k", b"1", "7-7", timestamp=old)]
+        apply.apply_batch(conn, {("kv", 0): (records, 1)}, window_ms=30_000)
+        assert rows(conn) == [("k", 0, "1")], "its re-assert carries the outcome"
+        young = [based(1, b"k", b"2", "7-7")]
+        apply.apply_batch(conn, {("kv", 0): (young, 2)}, window_ms=30_000)
+        assert rows(conn) == [("k", 0, "1")]
+
+    def test_a_foreign_header_that_does_not_parse_is_unconditional(self, conn):
+        record = Conditional(0, b"k", b"1", 0, [("kvstore-if", b"not-a-version")])
+        apply.apply_batch(conn, {("kv", 0): ([record], 1)})
+        assert rows(conn) == [("k", 0, "1")]
+
+    def test_every_applier_decides_alike(self, tmp_path):
+        records = [Record(0, b"k", b"1", 0)] + [
+            based(i, b"k", str(i).encode(), f"0-{i - 1 - (i % 3 == 0)}")
+            for i in range(1, 30)
+        ]
+        outcomes = []
+        for split in (1, 7, 30):
+            connection = cache.connect(tmp_path / f"{split}.sqlite3")
+            apply.Writer(connection).start_restore("kv", 0, 0, 100, wipe=True)
+            for start in range(0, 30, split):
+                chunk = records[start : start + split]
+                apply.apply_batch(connection, {("kv", 0): (chunk, start + len(chunk))})
+            outcomes.append((rows(connection), self.rejections(connection)))
+        assert outcomes[0] == outcomes[1] == outcomes[2]

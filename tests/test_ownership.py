@@ -86,3 +86,20 @@ def test_views_round_trip_through_the_wire():
         ownership.decode_subscription(b"") is None
         and ownership.decode_assignment(b"junk", 1) is None
     )
+
+
+def test_a_member_back_from_a_pause_does_not_get_what_a_newer_generation_holds():
+    # "b" was paused past its session; "a" took index 1 in generation 5. Back, "b"
+    # still claims 1 from generation 3: whatever the order, "b" does not get 1 in the
+    # round in which "a" still holds it (a later round may move it, once released).
+    members = {"a": ("A", {0, 1}, 5), "b": ("B", {1}, 3)}
+    for order in (members, dict(reversed(list(members.items())))):
+        this_round, owners = ownership.plan(2, order)
+        assert 1 not in this_round["b"] and owners[1] != "B"
+    this_round, owners = ownership.plan(3, {"a": ("A", {0, 1}, 5), "b": ("B", {1}, 3)})
+    assert this_round["a"] == {0, 1} and this_round["b"] == {2}
+
+
+def test_two_claims_of_one_generation_give_the_index_to_nobody_this_round():
+    this_round, owners = ownership.plan(2, {"a": ("A", {0}, 4), "b": ("B", {0}, 4)})
+    assert 0 not in this_round["a"] | this_round["b"] and owners[0] is None

@@ -1,6 +1,7 @@
 """The HTTP API of a namespace (a thin DRF ViewSet over the repository), the cluster and
 peer endpoints, and health endpoints."""
 
+import time
 from urllib.parse import urlencode
 
 from django.http import JsonResponse
@@ -10,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
-from kvstore import cache, cluster, routing
+from kvstore import cache, cluster, lease, routing, writes
 from kvstore.conf import store_settings
 from kvstore.repository import ANY, Condition, get_repository
 
@@ -123,15 +124,30 @@ class NamespaceViewSet(viewsets.ViewSet):
         version."""
         headers = {"ETag": result.version.etag, **(headers or {})}
         if not result.applied:
-            body = {
-                "code": "accepted_not_applied",
-                "version": result.version.etag.strip('"'),
-                "detail": "Written to Kafka, but this instance has not applied it yet; "
-                "later reads may not show it yet.",
-            }
-            return Response(body, status=status.HTTP_202_ACCEPTED, headers=headers)
+            return Response(
+                _not_confirmed(result), status=status.HTTP_202_ACCEPTED, headers=headers
+            )
         body = None if result.entry is None else self.represent(result.entry)
         return Response(body, status=done_status, headers=headers)
+
+
+def _not_confirmed(result):
+    """The body of a 202: durable in Kafka, not (yet) confirmed here."""
+    version = result.version.etag.strip('"')
+    if result.conditional:
+        return {
+            "code": "accepted_undecided",
+            "version": version,
+            "detail": "Written to Kafka; whether its condition held where it landed is "
+            "decided when the partition's owner applies it, which this instance could "
+            "not confirm in time. Read the key to see whether it took effect.",
+        }
+    return {
+        "code": "accepted_not_applied",
+        "version": version,
+        "detail": "Written to Kafka, but this instance has not applied it yet; "
+        "later reads may not show it yet.",
+    }
 
 
 class KeyValueViewSet(NamespaceViewSet):
@@ -176,26 +192,41 @@ def healthz(request):
 
 
 def readyz(request):
-    """200 only when this instance can answer for every key: its consumer is alive and
-    has joined the group, every partition it holds is restored, and every other
-    partition has a known owner."""
-    described = cluster.describe(get_repository().reader, store_settings())
+    """200 only when this instance can answer for every key: its consumer process runs
+    and holds the membership lease, every partition it holds is restored, every other
+    partition has a known owner, and its writes to Kafka are not failing."""
+    repository = get_repository()
+    settings = store_settings()
+    described = cluster.describe(repository.reader, settings)
     restoring = [
         f"{p['namespace']}/{p['partition']}"
         for p in described["local"]
         if p["state"] == cache.RESTORING
     ]
     unowned = [int(p) for p, owner in described["owners"].items() if owner is None]
-    alive = described["consumer"]["alive"]
+    consumer = described["consumer"]
     joined = described["generation"] is not None
-    ready = alive and joined and not restoring and not unowned
+    failing = writes.Health(writes.path_for(settings.cache_path)).failing_since(
+        alive=lease.process_alive
+    )
+    writes_failing = failing is not None and time.time() - failing >= writes.FAILING_FOR
+    ready = (
+        consumer["alive"]
+        and consumer["lease"]
+        and joined
+        and not restoring
+        and not unowned
+        and not writes_failing
+    )
     body = {
         "ready": ready,
-        "consumer_alive": alive,
+        "consumer_alive": consumer["alive"],
+        "lease": consumer["lease"],
         "generation": described["generation"],
         "partitions": len(described["local"]),
         "restoring": restoring,
         "unowned": unowned,
+        "writes_failing_since": failing,
     }
     code = status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE
     return JsonResponse(body, status=code)

@@ -1,7 +1,10 @@
 """The group's assignor: cooperative-sticky on the wire, co-partitioned, and carrying
 the ownership map.
 
-Each member advertises its base URL in its subscription user data; the leader plans with
+Each member advertises its base URL in its subscription user data, and the generation in
+which it held what it claims (subscription v2, which kafka-python does not fill itself:
+without it a member that fell out of the group and rejoins still claims its old
+partitions on a par with their new holder); the leader plans with
 `kvstore.ownership.plan` and puts the whole partition → URL map in every member's
 assignment user data, as Kafka Streams does. `view` holds the latest GroupView;
 kafka-python calls `on_assignment` on its IO thread, so it only stores it.
@@ -18,6 +21,9 @@ from kafka.protocol.consumer.metadata import (
 from kvstore import ownership
 
 
+SUBSCRIPTION_VERSION = 2  # carries generation_id
+
+
 class CoPartitionedAssignor(CooperativeStickyAssignor):
     name = "kvstore-copartitioned"
 
@@ -28,12 +34,18 @@ class CoPartitionedAssignor(CooperativeStickyAssignor):
 
     def metadata(self, topics):
         subscription = super().metadata(topics)
+        generation = self.generation if self.member_assignment else -1
         return ConsumerProtocolSubscription(
-            version=subscription.version,
+            version=SUBSCRIPTION_VERSION,
             topics=subscription.topics,
             user_data=ownership.encode_subscription(self.url),
             owned_partitions=subscription.owned_partitions,
+            generation_id=-1 if generation is None else generation,
         )
+
+    def forget(self):
+        """Claim nothing at the next join: what was held is lost (the session ended)."""
+        self.member_assignment = None
 
     def assign(self, cluster, members):
         topics = sorted({t for m in members for t in m.metadata.topics})
@@ -50,10 +62,11 @@ class CoPartitionedAssignor(CooperativeStickyAssignor):
             described[member.member_id] = (
                 ownership.decode_subscription(member.metadata.user_data),
                 owned,
+                getattr(member.metadata, "generation_id", -1),
             )
         this_round, owners = ownership.plan(partitions, described)
         user_data = ownership.encode_assignment(
-            owners, [url for url, _ in described.values() if url]
+            owners, [url for url, *_ in described.values() if url]
         )
         assignment = {}
         for member_id, indices in this_round.items():
