@@ -73,6 +73,7 @@ class ConsumerProcess:
             # Nothing is served until this run has assigned and restored it.
             self.writer.revoke_all()
             locks.KeyLocks(locks.path_for(self.settings.cache_path), ()).reset()
+            logger.info("starting (pid %s)", os.getpid())
             self.retention_ms, self.window_ms = self._record_topics()
             self._heartbeat()
             self.unsettled = settle.load_unsettled(conn)
@@ -90,6 +91,7 @@ class ConsumerProcess:
                 while not should_stop():
                     self._step(group, conn, settler)
             finally:
+                logger.info("stopping: serving nothing, leaving the group")
                 self.writer.revoke_all(keep_view=True)
                 self.writer.lease(None)
                 group.close(self._uncommitted)
