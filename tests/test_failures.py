@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -198,3 +199,58 @@ def test_a_partition_that_just_arrived_catches_up_before_judging_a_condition(nod
         node.consumer.send_signal(signal.SIGCONT)
     assert answer.status_code == 412, "v2 superseded the version the writer had seen"
     assert node.api("GET", "/api/kv/moved").json() == "v2"
+
+
+def test_writes_recover_by_themselves_after_a_broker_stall(tmp_path):
+    """A broker stalled (SIGSTOP) for longer than the producer's delivery timeout: no
+    write is reported as "nothing written" and then appears; once the broker is back,
+    writes succeed again within seconds, without restarting anything."""
+    with tempfile.TemporaryDirectory(prefix="kvstore-kafka-") as data:
+        broker = OwnBroker(data)
+        broker.run("start")
+        pid = int((Path(data) / "node-1" / "pid").read_text())
+        try:
+            settings = isolated_settings(broker.bootstrap)
+            node = started_node(
+                settings, tmp_path / "node", produce_timeout=2.0, apply_timeout=2.0
+            )
+            try:
+                assert node.api("PUT", "/api/kv/before", json=0).status_code == 201
+                os.kill(pid, signal.SIGSTOP)
+                try:
+                    answers = {}
+                    stalled = time.monotonic()
+                    for i in range(6):
+                        answer = node.api("PUT", f"/api/kv/stalled-{i}", json=i)
+                        answers[f"stalled-{i}"] = answer
+                    while time.monotonic() - stalled < 6:  # past the delivery timeout
+                        time.sleep(0.5)
+                finally:
+                    os.kill(pid, signal.SIGCONT)
+                resumed = time.monotonic()
+                wait_for(
+                    lambda: node.api("PUT", "/api/kv/after", json=1).status_code
+                    in (200, 201),
+                    30,
+                    "writes to work again",
+                    node.consumer_log,
+                )
+                recovered = time.monotonic() - resumed
+                print(f"writes recovered {recovered:.1f}s after the broker resumed")
+                assert recovered < 20
+                statuses = {key: answer.status_code for key, answer in answers.items()}
+                assert set(statuses.values()) <= {503, 504}, statuses
+                records = rawlog.read_all([broker.bootstrap], settings.topic("kv"))
+                in_topic = {k.decode() for _, _, k, _ in records}
+                phantoms = [
+                    key
+                    for key, answer in answers.items()
+                    if answer.status_code == 503 and key in in_topic
+                ]
+                assert (
+                    not phantoms
+                ), f"503 'nothing written', yet in the topic: {phantoms}"
+            finally:
+                node.stop()
+        finally:
+            broker.run("stop")
