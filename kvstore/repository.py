@@ -7,6 +7,7 @@ honestly as not yet applied.
 
 import dataclasses
 import json
+import logging
 import os
 import threading
 import time
@@ -24,6 +25,7 @@ from kvstore.errors import (
 )
 from kvstore.partitioner import partition_for
 
+logger = logging.getLogger(__name__)
 ANY = "*"
 
 
@@ -337,6 +339,7 @@ class Repository:
         write makes a new one (its close waits in the background)."""
         if not producer.stuck():
             return
+        logger.warning("replacing a Kafka producer that can no longer send")
         with self._producer_lock:
             if self._producer is producer:
                 self._producer = None

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from kvstore import log, topics
+from kvstore.errors import WriteOutcomeUnknown
 from tests import rawlog
 from tests.brokers import ROOT, free_port
 from tests.instances import Instance, isolated_settings, wait_for
@@ -252,5 +253,39 @@ def test_writes_recover_by_themselves_after_a_broker_stall(tmp_path):
                 ), f"503 'nothing written', yet in the topic: {phantoms}"
             finally:
                 node.stop()
+        finally:
+            broker.run("stop")
+
+
+def test_a_producer_stuck_after_a_stall_is_detected(tmp_path):
+    """kafka-python 3.0 drops an idempotent producer's id when a retried batch expires
+    and never asks for a new one: that producer never sends again. The store detects
+    it (and replaces it, see Repository._replace_if_stuck); a new one works."""
+    with tempfile.TemporaryDirectory(prefix="kvstore-kafka-") as data:
+        broker = OwnBroker(data)
+        broker.run("start")
+        pid = int((Path(data) / "node-1" / "pid").read_text())
+        try:
+            settings = isolated_settings(broker.bootstrap)
+            with log.admin(settings) as admin:
+                topics.ensure(admin, settings)
+            topic = settings.topic("kv")
+            producer = log.Producer(settings, 2.0)
+            producer.send(topic, 0, b"k", b"1")
+            assert not producer.stuck()
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                with pytest.raises(WriteOutcomeUnknown):
+                    producer.send(topic, 0, b"k", b"2")
+                time.sleep(1)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            assert producer.stuck(), "the retried batch expired and took its id along"
+            with pytest.raises(WriteOutcomeUnknown):
+                producer.send(topic, 0, b"k", b"3")
+            fresh = log.Producer(settings, 5.0)
+            assert fresh.send(topic, 0, b"k", b"4").offset >= 1
+            fresh.close()
+            producer.close(timeout=0)
         finally:
             broker.run("stop")
