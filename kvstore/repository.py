@@ -14,7 +14,13 @@ import uuid
 
 from kvstore import cache, gather, locks, log, routing
 from kvstore.conf import store_settings
-from kvstore.errors import EntryNotFound, NotServing, PreconditionFailed, RecordTooLarge
+from kvstore.errors import (
+    EntryNotFound,
+    InvalidPartition,
+    NotServing,
+    PreconditionFailed,
+    RecordTooLarge,
+)
 from kvstore.partitioner import partition_for
 
 ANY = "*"
@@ -127,6 +133,10 @@ class Repository:
         peer's gather: never redirected)."""
         with self.reader.snapshot() as view:
             routing.check_consumer(view, self.settings)
+            count = routing.topic_facts(view, namespace).partitions
+            if any(partition >= count for partition in partitions):
+                # Not a 503: no amount of waiting makes such a partition appear.
+                raise InvalidPartition(f"{namespace!r} has {count} partitions.")
             for partition in partitions:
                 held = view.partition(namespace, partition)
                 if held is None or held.state != cache.READY:
