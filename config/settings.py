@@ -123,7 +123,9 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "kvstore",
     "DESCRIPTION": "A Kafka-native key-value store: a compacted topic per namespace is "
-    "the database; a key's owner answers, any other instance redirects (307).",
+    "the database; a key's owner answers, any other instance redirects (307). An "
+    "instance run with KVSTORE_AUTH=required wants an API key on every request but "
+    "the health probes; with KVSTORE_AUTH=off (development) none.",
     "VERSION": "1",
     "SCHEMA_PATH_PREFIX": r"/api/",
     "SERVE_INCLUDE_SCHEMA": False,  # the document does not describe itself

@@ -10,43 +10,20 @@ from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
-    extend_schema_view,
     extend_schema_serializer,
+    extend_schema_view,
 )
 from rest_framework import serializers, status
 
+from kvstore.api.shapes import (
+    AcceptedSerializer,
+    ErrorSerializer,
+    PreconditionSerializer,
+    RedirectSerializer,
+)
+
 HEADER = OpenApiParameter.HEADER
 ANY_JSON = OpenApiTypes.ANY
-
-
-class ErrorSerializer(serializers.Serializer):
-    """Every error: a stable code and a human detail (some carry more fields)."""
-
-    code = serializers.CharField()
-    detail = serializers.CharField()
-
-
-class RedirectSerializer(ErrorSerializer):
-    partition = serializers.IntegerField()
-    owner = serializers.URLField()
-
-
-class PreconditionSerializer(ErrorSerializer):
-    current_version = serializers.CharField(allow_null=True)
-
-
-class ListedEntrySerializer(serializers.Serializer):
-    key = serializers.CharField()
-    value = serializers.JSONField()
-    version = serializers.CharField()
-
-
-class AcceptedSerializer(serializers.Serializer):
-    """202: durable in Kafka, not yet applied by this instance's cache."""
-
-    code = serializers.ChoiceField(choices=["accepted_not_applied"])
-    version = serializers.CharField()
-    detail = serializers.CharField()
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
@@ -133,70 +110,6 @@ ACCEPTED = OpenApiResponse(
     AcceptedSerializer, description="Durable in Kafka, not yet applied here."
 )
 KEYED = [RETRY_AFTER, *REDIRECT_HEADERS]
-
-
-LINKS = {
-    "type": "object",
-    "additionalProperties": {"type": "string", "format": "uri"},
-}
-_NULLABLE_INT = {"type": "integer", "nullable": True}
-CLUSTER = {
-    "type": "object",
-    "required": ["instance", "consumer", "generation", "members", "owners", "local"],
-    "properties": {
-        "instance": {"type": "string"},
-        "consumer": {
-            "type": "object",
-            "properties": {
-                "alive": {"type": "boolean"},
-                "heartbeat_age": {"type": "number", "nullable": True},
-            },
-        },
-        "generation": _NULLABLE_INT,
-        "members": {"type": "array", "items": {"type": "string"}},
-        "namespaces": {
-            "type": "object",
-            "additionalProperties": {
-                "type": "object",
-                "properties": {
-                    "topic": {"type": "string"},
-                    "partitions": {"type": "integer"},
-                },
-            },
-        },
-        "owners": {
-            "type": "object",
-            "description": "partition → owner base URL (null: nobody yet)",
-            "additionalProperties": {"type": "string", "nullable": True},
-        },
-        "local": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "namespace": {"type": "string"},
-                    "partition": {"type": "integer"},
-                    "state": {"type": "string", "enum": ["restoring", "ready"]},
-                    "applied_offset": {"type": "integer"},
-                    "end_offset": _NULLABLE_INT,
-                    "lag": _NULLABLE_INT,
-                },
-            },
-        },
-    },
-}
-READY = {
-    "type": "object",
-    "required": ["ready", "consumer_alive", "restoring", "unowned"],
-    "properties": {
-        "ready": {"type": "boolean"},
-        "consumer_alive": {"type": "boolean"},
-        "generation": _NULLABLE_INT,
-        "partitions": {"type": "integer"},
-        "restoring": {"type": "array", "items": {"type": "string"}},
-        "unowned": {"type": "array", "items": {"type": "integer"}},
-    },
-}
 
 
 def key_parameter(description):

@@ -18,7 +18,7 @@ from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
 from kvstore import cache, cluster, keys, routing
-from kvstore.api import schema
+from kvstore.api import schema, shapes
 from kvstore.conf import NAMESPACES, store_settings
 from kvstore.repository import ANY, Condition, get_repository
 
@@ -151,7 +151,7 @@ class NamespaceViewSet(viewsets.ViewSet):
     name="Entry",
     value=schema.ANY_JSON,
     written_value=schema.ANY_JSON,
-    listed=schema.ListedEntrySerializer,
+    listed=shapes.ListedEntrySerializer,
     key_description="Any key.",
 )
 class KeyValueViewSet(NamespaceViewSet):
@@ -165,7 +165,7 @@ class KeyValueViewSet(NamespaceViewSet):
 class ApiRootView(APIView):
     """GET /api/: the namespaces, the cluster view, the schema and its docs."""
 
-    @extend_schema(responses={status.HTTP_200_OK: schema.LINKS})
+    @extend_schema(responses={status.HTTP_200_OK: shapes.LINKS})
     def get(self, request):
         url_names = {ns: f"{ns}-list" for ns in store_settings().namespaces}
         url_names.update(cluster="cluster", schema="schema", docs="docs")
@@ -176,19 +176,6 @@ class ApiRootView(APIView):
             except NoReverseMatch:  # a namespace the project does not mount
                 continue
         return Response(links)
-
-
-ENTRY_ROWS = {
-    "type": "object",
-    "properties": {
-        "entries": {
-            "type": "array",
-            "description": "[key, partition, offset, value as JSON text]",
-            "items": {"type": "array", "minItems": 4, "maxItems": 4},
-        }
-    },
-    "required": ["entries"],
-}
 
 
 class PartitionEntriesView(APIView):
@@ -213,7 +200,7 @@ class PartitionEntriesView(APIView):
             schema.RETRY_AFTER,
         ],
         responses={
-            status.HTTP_200_OK: ENTRY_ROWS,
+            status.HTTP_200_OK: shapes.ENTRY_ROWS,
             status.HTTP_400_BAD_REQUEST: schema.BAD_REQUEST,
             status.HTTP_404_NOT_FOUND: schema.error("No such namespace."),
             status.HTTP_503_SERVICE_UNAVAILABLE: schema.UNAVAILABLE,
@@ -241,7 +228,7 @@ class ClusterView(APIView):
 
     required_role = keys.ADMIN
 
-    @extend_schema(responses={status.HTTP_200_OK: schema.CLUSTER})
+    @extend_schema(responses={status.HTTP_200_OK: shapes.CLUSTER})
     def get(self, request):
         return Response(cluster.describe(get_repository().reader, store_settings()))
 
@@ -257,9 +244,9 @@ def healthz(request):
 
 @extend_schema(
     responses={
-        status.HTTP_200_OK: schema.READY,
+        status.HTTP_200_OK: shapes.READY,
         status.HTTP_503_SERVICE_UNAVAILABLE: OpenApiResponse(
-            schema.READY, description="Not ready: the body says why."
+            shapes.READY, description="Not ready: the body says why."
         ),
     }
 )
