@@ -5,7 +5,25 @@ The store's own settings come from `kvstore.conf`, which reads the environment o
 
 import os
 
+from django.core.exceptions import ImproperlyConfigured
+
 from kvstore import conf
+
+
+def _flag(name):
+    """DJANGO_* on/off switches: 1 or 0 (unset is 0)."""
+    value = os.environ.get(name, "").strip() or "0"
+    if value not in ("0", "1"):
+        raise ImproperlyConfigured(f"{name} must be 1 or 0, not {value!r}")
+    return value == "1"
+
+
+def _whole(name):
+    value = os.environ.get(name, "").strip() or "0"
+    if not (value.isascii() and value.isdigit()):
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}")
+    return int(value)
+
 
 BASE_DIR = conf.BASE_DIR
 KVSTORE = conf.from_environ()
@@ -24,15 +42,33 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "kvstore.apps.KvstoreConfig",
     "users.apps.UsersConfig",
 ]
 
 MIDDLEWARE = [
-    "kvstore.api.middleware.RedirectToOwnerMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "kvstore.api.middleware.RedirectToOwnerMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # DRF's views are exempt (the API takes only JSON bodies, which no cross-site
+    # form can send); it guards whatever else a project adds.
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# HTTPS, for deployments behind TLS (all off by default, so plain-HTTP local runs
+# work): see the README's "In production".
+SECURE_SSL_REDIRECT = _flag("DJANGO_SECURE_SSL_REDIRECT")
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]  # probes speak plain HTTP
+SECURE_HSTS_SECONDS = _whole("DJANGO_SECURE_HSTS_SECONDS")
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _flag("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS")
+SECURE_HSTS_PRELOAD = _flag("DJANGO_SECURE_HSTS_PRELOAD")
+if _flag("DJANGO_BEHIND_TLS_PROXY"):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _flag("DJANGO_SECURE_COOKIES")
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -54,6 +90,15 @@ TEMPLATES = [
 DATABASES = {}
 
 STATIC_URL = "static/"
+# Collected by `manage.py collectstatic` (bin/setup, the Docker build) and served by
+# WhiteNoise from gunicorn, with hashed names and far-future caching.
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
 # Bodies larger than this are refused (413) before they are read; each topic's
 # max.message.bytes is checked on top of it, before anything is produced.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024 * 1024
@@ -62,14 +107,38 @@ TIME_ZONE = "UTC"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": [],
+    # Both do nothing while KVSTORE_AUTH=off.
+    "DEFAULT_AUTHENTICATION_CLASSES": ["kvstore.api.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["kvstore.api.auth.RolePermission"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
     "EXCEPTION_HANDLER": "kvstore.api.handlers.exception_handler",
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": [
         "kvstore.api.renderers.ValueJSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "kvstore",
+    "DESCRIPTION": "A Kafka-native key-value store: a compacted topic per namespace is "
+    "the database; a key's owner answers, any other instance redirects (307). An "
+    "instance run with KVSTORE_AUTH=required wants an API key on every request but "
+    "the health probes; with KVSTORE_AUTH=off (development) none.",
+    "VERSION": "1",
+    "SCHEMA_PATH_PREFIX": r"/api/",
+    "SERVE_INCLUDE_SCHEMA": False,  # the document does not describe itself
+    "COMPONENT_SPLIT_REQUEST": True,  # what a write takes (UserRequest) is stricter
+    # The schema and the docs need a key (any role) when KVSTORE_AUTH=required.
+    "SERVE_PERMISSIONS": ["kvstore.api.auth.RolePermission"],
+    # Swagger UI and ReDoc from the sidecar package, served by WhiteNoise: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "kvstore.api.schema.add_common_answers",
     ],
 }
 

@@ -45,6 +45,32 @@ def check_advertised_url(app_configs=None, **kwargs):
     return []
 
 
+@register(Tags.security, deploy=True)
+def check_auth(app_configs=None, **kwargs):
+    settings = store_settings()
+    if not settings.auth_required:
+        return [
+            Warning(
+                "KVSTORE_AUTH=off: anyone who can reach this instance can read and "
+                "write every key",
+                hint="Set KVSTORE_AUTH=required, with API keys and a cluster secret "
+                "(`manage.py kvstore_key`).",
+                id="kvstore.W003",
+            )
+        ]
+    if not settings.api_keys:
+        return [
+            Error(
+                "KVSTORE_AUTH=required but no API key is configured: every request "
+                "would be refused",
+                hint="Create keys with `manage.py kvstore_key create --role ...` and "
+                "set KVSTORE_API_KEYS or KVSTORE_API_KEYS_FILE.",
+                id="kvstore.E004",
+            )
+        ]
+    return []
+
+
 @register(KAFKA, deploy=True)
 def check_topics(app_configs=None, **kwargs):
     settings = store_settings()
@@ -87,7 +113,7 @@ def check_topics(app_configs=None, **kwargs):
                 "into a key's last record before its owner re-asserts the key",
                 hint="kafka-configs --alter --add-config min.compaction.lag.ms=3600000 "
                 "(kvstore_init sets it on the topics it creates).",
-                id="kvstore.W003",
+                id="kvstore.W004",
             )
         ]
     if plan.create:

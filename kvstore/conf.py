@@ -15,10 +15,14 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
+from kvstore import keys
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 NAMESPACES = ("users", "kv")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+AUTH_MODES = ("off", "required")
+MIN_SECRET_LENGTH = 32
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]*$")
 
 
@@ -55,6 +59,15 @@ class StoreSettings:
     apply_timeout: float = 5.0
     heartbeat_timeout: float = 5.0
     namespaces: tuple[str, ...] = NAMESPACES
+    auth: str = "off"
+    # (sha256-hex, role) of every API key: the keys themselves are never kept.
+    api_keys: tuple[tuple[str, str], ...] = ()
+    # Peers send it on /api/internal/ calls, so it is kept as given (not in reprs).
+    cluster_secret: str | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def auth_required(self):
+        return self.auth == "required"
 
     def topic(self, namespace):
         """The Kafka topic that holds `namespace`."""
@@ -104,7 +117,56 @@ def from_environ(environ=None):
         heartbeat_timeout=env.seconds(
             "KVSTORE_HEARTBEAT_TIMEOUT", defaults.heartbeat_timeout
         ),
+        **_auth(env),
     )
+
+
+def _auth(env):
+    """The auth mode, the API keys' hashes (from KVSTORE_API_KEYS and the lines of
+    KVSTORE_API_KEYS_FILE) and the cluster secret, which `required` cannot do
+    without."""
+    auth = env.choice("KVSTORE_AUTH", "off", AUTH_MODES)
+    api_keys = [
+        _key_line(item, "KVSTORE_API_KEYS") for item in env.list("KVSTORE_API_KEYS", ())
+    ]
+    path = env.str("KVSTORE_API_KEYS_FILE", None)
+    if path is not None:
+        api_keys += _key_file(path)
+    secret = env.str("KVSTORE_CLUSTER_SECRET", None)
+    if secret is not None and len(secret) < MIN_SECRET_LENGTH:
+        raise ImproperlyConfigured(
+            f"KVSTORE_CLUSTER_SECRET must be at least {MIN_SECRET_LENGTH} characters"
+        )
+    if auth == "required" and secret is None:
+        raise ImproperlyConfigured(
+            "KVSTORE_AUTH=required needs KVSTORE_CLUSTER_SECRET, the same random value "
+            "on every instance, so peers can call each other's /api/internal/ (make "
+            "one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    return {"auth": auth, "api_keys": tuple(api_keys), "cluster_secret": secret}
+
+
+def _key_line(text, where):
+    try:
+        return keys.parse_line(text)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{where}: {exc}") from None
+
+
+def _key_file(path):
+    """(sha256-hex, role) of each `role:sha256-hex` line; blank lines and lines
+    starting with # are skipped."""
+    try:
+        with open(path, encoding="utf-8") as lines:
+            return [
+                _key_line(text, f"KVSTORE_API_KEYS_FILE {path} line {number}")
+                for number, text in enumerate(lines, 1)
+                if text.strip() and not text.lstrip().startswith("#")
+            ]
+    except OSError as exc:
+        raise ImproperlyConfigured(
+            f"KVSTORE_API_KEYS_FILE: cannot read {path}: {exc.strerror}"
+        ) from None
 
 
 def _security(env):

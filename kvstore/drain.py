@@ -8,14 +8,14 @@ import time
 
 import requests
 
-from kvstore import ownership, routing
+from kvstore import gather, ownership, routing
 
 logger = logging.getLogger(__name__)
 TIMEOUT = 10.0  # at most this long: a peer that never learns must not hold the stop
 PEER_TIMEOUT = 1.0
 
 
-def until_peers_know(settings, writer, view, timeout=TIMEOUT, headers=None):
+def until_peers_know(settings, writer, view, timeout=TIMEOUT):
     """Wait until every live peer of `view` (the last GroupView this member had)
     reports a later generation without this instance; record the newest such view in
     the cache so this instance redirects to the new owners meanwhile."""
@@ -28,7 +28,7 @@ def until_peers_know(settings, writer, view, timeout=TIMEOUT, headers=None):
     deadline, newest = time.monotonic() + timeout, view
     while pending and time.monotonic() < deadline:
         for peer in sorted(pending):
-            seen = _view_of(peer, headers)
+            seen = _view_of(peer)
             if seen is None:
                 pending.discard(peer)  # gone too: it will learn the map when back
             elif seen.generation > view.generation and me not in seen.members:
@@ -45,11 +45,13 @@ def until_peers_know(settings, writer, view, timeout=TIMEOUT, headers=None):
     )
 
 
-def _view_of(peer, headers):
+def _view_of(peer):
     """The GroupView a peer reports, or None when it does not answer."""
     try:
         answer = requests.get(
-            f"{peer}/api/cluster", timeout=PEER_TIMEOUT, headers=headers or {}
+            f"{peer}/api/internal/group",
+            timeout=PEER_TIMEOUT,
+            headers=gather.peer_headers(),
         )
         described = answer.json()
         owners = [

@@ -79,6 +79,11 @@ class InvalidKey(StoreError):
     default_code = "invalid_key"
 
 
+class InvalidPartition(StoreError):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_code = "invalid_partition"
+
+
 class RecordTooLarge(StoreError):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_code = "record_too_large"

@@ -9,6 +9,7 @@ import threading
 import requests
 
 from kvstore import cache, routing
+from kvstore.conf import store_settings
 from kvstore.errors import NotServing
 
 PEER_TIMEOUT = 5.0
@@ -47,6 +48,7 @@ def remote_rows(peer, namespace, partitions, after, limit):
                 "after": after,
                 "limit": limit,
             },
+            headers=peer_headers(),
             timeout=PEER_TIMEOUT,
             allow_redirects=False,
         )
@@ -60,6 +62,12 @@ def remote_rows(peer, namespace, partitions, after, limit):
         code="partitions_unavailable",
         partition=partitions[0],
     )
+
+
+def peer_headers():
+    """Peers never call each other anonymously: the cluster secret, if there is one."""
+    secret = store_settings().cluster_secret
+    return {"Authorization": f"Bearer {secret}"} if secret else {}
 
 
 def _session():

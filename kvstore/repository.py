@@ -17,6 +17,7 @@ from kvstore import cache, conditions, gather, locks, log, routing, writes
 from kvstore.conf import store_settings
 from kvstore.errors import (
     EntryNotFound,
+    InvalidPartition,
     NotServing,
     PreconditionFailed,
     RecordTooLarge,
@@ -144,6 +145,10 @@ class Repository:
         peer's gather: never redirected)."""
         with self.reader.snapshot() as view:
             routing.check_consumer(view, self.settings)
+            count = routing.topic_facts(view, namespace).partitions
+            if any(partition >= count for partition in partitions):
+                # Not a 503: no amount of waiting makes such a partition appear.
+                raise InvalidPartition(f"{namespace!r} has {count} partitions.")
             for partition in partitions:
                 held = view.partition(namespace, partition)
                 if held is None or held.state != cache.READY:

@@ -48,6 +48,12 @@ def environment(settings, **extra):
         KVSTORE_HEARTBEAT_TIMEOUT=str(settings.heartbeat_timeout),
         KVSTORE_TOPIC_CONFIGS=",".join(f"{k}={v}" for k, v in settings.topic_configs),
         KVSTORE_PEER_ALLOWLIST=",".join(settings.peer_allowlist),
+        KVSTORE_AUTH=settings.auth,
+        KVSTORE_API_KEYS=",".join(
+            f"{role}:{hashed}" for hashed, role in settings.api_keys
+        ),
+        KVSTORE_API_KEYS_FILE="",
+        KVSTORE_CLUSTER_SECRET=settings.cluster_secret or "",
     )
     env.update(extra)
     return env
@@ -57,7 +63,7 @@ class Instance:
     """One store instance: a consumer process and a gunicorn server sharing one cache
     file."""
 
-    def __init__(self, settings, directory, workers=2):
+    def __init__(self, settings, directory, workers=2, headers=None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         directory.mkdir(parents=True, exist_ok=True)
@@ -66,6 +72,7 @@ class Instance:
             settings, cache_path=directory / "cache.sqlite3", advertised_url=self.url
         )
         self.workers = workers
+        self.headers = headers or {}  # sent by `api` unless it is given others
         self.consumer = self.web = None
         self.consumer_log = directory / "consumer.log"
 
@@ -175,6 +182,7 @@ class Instance:
             conn.close()
 
     def api(self, method, path, **kwargs):
+        kwargs.setdefault("headers", self.headers)
         return requests.request(
             method, self.url + path, timeout=30, allow_redirects=False, **kwargs
         )

@@ -2,13 +2,28 @@
 
 import dataclasses
 
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.reverse import reverse
 
+from kvstore.api import schema
 from kvstore.api.views import NamespaceViewSet
 from users.serializers import UserSerializer
 
+CREATED_LOCATION = schema.header(
+    "Location", [201, 202], "The new user's URL.", required=True
+)
 
+
+@schema.namespace_schema(
+    name="User",
+    value=UserSerializer,
+    written_value=UserSerializer,
+    listed=UserSerializer,
+    key_description="A user's id.",
+    put_creates=False,
+    patch=True,
+)
 class UserViewSet(NamespaceViewSet):
     """POST /api/users/ creates (server-made id); GET, PUT, PATCH, DELETE
     /api/users/{id}."""
@@ -40,6 +55,17 @@ class UserViewSet(NamespaceViewSet):
     def represent_listed(self, entry):
         return self.represent(entry)
 
+    @extend_schema(
+        request=UserSerializer,
+        parameters=[schema.ETAG, CREATED_LOCATION, schema.RETRY_AFTER],
+        responses={
+            status.HTTP_201_CREATED: UserSerializer,
+            status.HTTP_202_ACCEPTED: schema.ACCEPTED,
+            status.HTTP_400_BAD_REQUEST: schema.BAD_REQUEST,
+            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE: schema.TOO_LARGE,
+            status.HTTP_503_SERVICE_UNAVAILABLE: schema.UNAVAILABLE,
+        },
+    )
     def create(self, request):
         value = self.to_value(request)
         key = self.repository.new_key(self.namespace)

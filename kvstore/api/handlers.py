@@ -47,7 +47,7 @@ def redirect_or_loop(exc, path, query_params):
     client between them forever."""
     query = query_params.copy()
     hops = query.get(HOP_PARAM, "0")
-    hops = int(hops) if hops.isdigit() else MAX_HOPS
+    hops = int(hops) if hops.isascii() and hops.isdigit() else MAX_HOPS
     if hops >= MAX_HOPS:
         loop = NotServing(
             f"Partition {exc.partition} is changing owners (redirected {hops} times); "
@@ -68,12 +68,16 @@ def error_body(exc):
 
 
 def json_response(exc, location=None):
-    """A StoreError as the JSON response the DRF handler makes, for code before DRF."""
-    response = JsonResponse({**error_body(exc), **exc.extra}, status=exc.status_code)
-    for name, value in exc.headers.items():
+    """An APIException (a StoreError, or DRF's 401 and 403 with the challenge in
+    `auth_header`) as the JSON response the DRF handler makes, for code before DRF."""
+    extra = getattr(exc, "extra", {})
+    response = JsonResponse({**error_body(exc), **extra}, status=exc.status_code)
+    for name, value in getattr(exc, "headers", {}).items():
         response[name] = value
-    if exc.wait:
+    if getattr(exc, "wait", None):
         response["Retry-After"] = str(exc.wait)
+    if getattr(exc, "auth_header", None):
+        response["WWW-Authenticate"] = exc.auth_header
     if location:
         response["Location"] = location
     # Answered before CommonMiddleware, which would set it: without it the body goes

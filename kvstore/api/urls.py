@@ -1,7 +1,9 @@
-"""The store's URLs: the kv namespace, the cluster view, the peer endpoint, and health.
-A project mounts them with `path("", include("kvstore.api.urls"))`."""
+"""The store's URLs: the API root, the kv namespace, the cluster view, the peer
+endpoint, the OpenAPI schema and its docs, and health. A project mounts them with
+`path("", include("kvstore.api.urls"))`."""
 
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
 from kvstore.api import views
@@ -19,8 +21,12 @@ router = NamespaceRouter()
 router.register("kv", views.KeyValueViewSet, basename="kv")
 
 urlpatterns = [
+    path("api/", views.ApiRootView.as_view(), name="api-root"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/", include(router.urls)),
     path("api/cluster", views.ClusterView.as_view(), name="cluster"),
+    path("api/internal/group", views.GroupView.as_view(), name="internal-group"),
     path(
         "api/internal/entries/<str:namespace>",
         views.PartitionEntriesView.as_view(),

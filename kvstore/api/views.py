@@ -1,22 +1,35 @@
-"""The HTTP API of a namespace (a thin DRF ViewSet over the repository), the cluster and
-peer endpoints, and health endpoints."""
+"""The HTTP API of a namespace (a thin DRF ViewSet over the repository), the API root,
+the cluster and peer endpoints, and health endpoints."""
 
 import time
 from urllib.parse import urlencode
 
-from django.http import JsonResponse
+from django.urls import NoReverseMatch
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
+from rest_framework.decorators import (
+    api_view,
+    authentication_classes,
+    permission_classes,
+)
 from rest_framework.exceptions import NotFound, ParseError
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
-from kvstore import cache, cluster, lease, routing, writes
-from kvstore.conf import store_settings
+from kvstore import cache, cluster, keys, lease, routing, writes
+from kvstore.api import schema, shapes
+from kvstore.conf import NAMESPACES, store_settings
 from kvstore.repository import ANY, Condition, get_repository
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
+
+
+def whole_number(text):
+    """Whether `text` is a number int() takes: ASCII digits only ('²' is a digit)."""
+    return text.isascii() and text.isdigit()
 
 
 def parse_condition(request):
@@ -34,7 +47,7 @@ def parse_condition(request):
 
 def parse_limit(request, maximum=MAX_PAGE):
     raw = request.query_params.get("limit", str(DEFAULT_PAGE))
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    if not whole_number(raw) or not 1 <= int(raw) <= maximum:
         raise ParseError(f"limit must be a whole number from 1 to {maximum}.")
     return int(raw)
 
@@ -150,6 +163,13 @@ def _not_confirmed(result):
     }
 
 
+@schema.namespace_schema(
+    name="Entry",
+    value=schema.ANY_JSON,
+    written_value=schema.ANY_JSON,
+    listed=shapes.ListedEntrySerializer,
+    key_description="Any key.",
+)
 class KeyValueViewSet(NamespaceViewSet):
     """Free-form JSON values by key: GET, PUT and DELETE /api/kv/{key}; GET /api/kv/
     lists."""
@@ -158,39 +178,111 @@ class KeyValueViewSet(NamespaceViewSet):
     http_method_names = ["get", "put", "delete", "head", "options"]
 
 
+class ApiRootView(APIView):
+    """GET /api/: the namespaces, the cluster view, the schema and its docs."""
+
+    @extend_schema(responses={status.HTTP_200_OK: shapes.LINKS})
+    def get(self, request):
+        url_names = {ns: f"{ns}-list" for ns in store_settings().namespaces}
+        url_names.update(cluster="cluster", schema="schema", docs="docs")
+        links = {}
+        for name, url_name in url_names.items():
+            try:
+                links[name] = reverse(url_name, request=request)
+            except NoReverseMatch:  # a namespace the project does not mount
+                continue
+        return Response(links)
+
+
 class PartitionEntriesView(APIView):
     """GET /api/internal/entries/{namespace}?partitions=0,3&after=&limit= : rows of
     partitions this instance serves itself, for a peer gathering a list. Never
-    redirects."""
+    redirects; only peers (the cluster secret) and admin keys."""
 
+    required_role = keys.INTERNAL
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("namespace", str, OpenApiParameter.PATH, enum=NAMESPACES),
+            OpenApiParameter(
+                "partitions",
+                str,
+                required=True,
+                pattern=r"^[0-9]+(,[0-9]+)*$",
+                description="Comma-separated partition numbers.",
+            ),
+            OpenApiParameter("after", str),
+            schema.limit(MAX_PAGE + 1),
+            schema.RETRY_AFTER,
+        ],
+        responses={
+            status.HTTP_200_OK: shapes.ENTRY_ROWS,
+            status.HTTP_400_BAD_REQUEST: schema.BAD_REQUEST,
+            status.HTTP_404_NOT_FOUND: schema.error("No such namespace."),
+            status.HTTP_503_SERVICE_UNAVAILABLE: schema.UNAVAILABLE,
+        },
+    )
     def get(self, request, namespace):
         if namespace not in store_settings().namespaces:
             raise NotFound("No such namespace.")
         raw = request.query_params.get("partitions", "")
-        if not all(part.isdigit() for part in raw.split(",")):
+        parts = raw.split(",")
+        if not all(whole_number(part) for part in parts):
             raise ParseError(
                 "partitions must be a comma-separated list of partition numbers."
             )
-        partitions = [int(part) for part in raw.split(",")]
+        partitions = [int(part) for part in parts]
         limit = parse_limit(request, maximum=MAX_PAGE + 1)
         after = request.query_params.get("after")
         rows = get_repository().local_rows(namespace, partitions, after, limit)
         return Response({"entries": [list(row) for row in rows]})
 
 
+class GroupView(APIView):
+    """GET /api/internal/group: the group as this instance last heard it (generation,
+    partition → owner, members), for a peer draining its stop. Peers and admin keys."""
+
+    required_role = keys.INTERNAL
+
+    @extend_schema(responses={status.HTTP_200_OK: shapes.GROUP})
+    def get(self, request):
+        described = cluster.describe(get_repository().reader, store_settings())
+        return Response(
+            {name: described[name] for name in ("generation", "owners", "members")}
+        )
+
+
 class ClusterView(APIView):
     """GET /api/cluster: members, generation, partition → owner, and this instance's
-    partitions."""
+    partitions. Admin keys only."""
 
+    required_role = keys.ADMIN
+
+    @extend_schema(responses={status.HTTP_200_OK: shapes.CLUSTER})
     def get(self, request):
         return Response(cluster.describe(get_repository().reader, store_settings()))
 
 
+@extend_schema(responses={status.HTTP_200_OK: {"type": "object"}})
+@api_view(["GET"])
+@authentication_classes([])
+@permission_classes([AllowAny])  # probes carry no key
 def healthz(request):
     """The process is alive."""
-    return JsonResponse({"status": "ok"})
+    return Response({"status": "ok"})
 
 
+@extend_schema(
+    responses={
+        status.HTTP_200_OK: shapes.READY,
+        status.HTTP_503_SERVICE_UNAVAILABLE: OpenApiResponse(
+            shapes.READY, description="Not ready: the body says why."
+        ),
+    }
+)
+@api_view(["GET"])
+@authentication_classes([])
+@permission_classes([AllowAny])
 def readyz(request):
     """200 only when this instance can answer for every key: its consumer process runs
     and holds the membership lease, every partition it holds is restored, every other
@@ -229,4 +321,4 @@ def readyz(request):
         "writes_failing_since": failing,
     }
     code = status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE
-    return JsonResponse(body, status=code)
+    return Response(body, status=code)

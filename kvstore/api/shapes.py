@@ -1,0 +1,126 @@
+"""The bodies the API answers with, for the OpenAPI document: serializers (they become
+named components) and JSON Schema for the cluster, readiness and peer answers."""
+
+from rest_framework import serializers
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every error: a stable code and a human detail (some carry more fields)."""
+
+    code = serializers.CharField()
+    detail = serializers.CharField()
+
+
+class RedirectSerializer(ErrorSerializer):
+    partition = serializers.IntegerField()
+    owner = serializers.URLField()
+
+
+class PreconditionSerializer(ErrorSerializer):
+    current_version = serializers.CharField(allow_null=True)
+
+
+class ListedEntrySerializer(serializers.Serializer):
+    key = serializers.CharField()
+    value = serializers.JSONField()
+    version = serializers.CharField()
+
+
+class AcceptedSerializer(serializers.Serializer):
+    """202: durable in Kafka, not confirmed by this instance in time."""
+
+    code = serializers.ChoiceField(
+        choices=["accepted_not_applied", "accepted_undecided"]
+    )
+    version = serializers.CharField()
+    detail = serializers.CharField()
+
+
+LINKS = {
+    "type": "object",
+    "additionalProperties": {"type": "string", "format": "uri"},
+}
+_NULLABLE_INT = {"type": "integer", "nullable": True}
+CLUSTER = {
+    "type": "object",
+    "required": ["instance", "consumer", "generation", "members", "owners", "local"],
+    "properties": {
+        "instance": {"type": "string"},
+        "consumer": {
+            "type": "object",
+            "properties": {
+                "alive": {"type": "boolean"},
+                "lease": {"type": "boolean"},
+                "lease_left": {"type": "number", "nullable": True},
+                "heartbeat_age": {"type": "number", "nullable": True},
+            },
+        },
+        "generation": _NULLABLE_INT,
+        "members": {"type": "array", "items": {"type": "string"}},
+        "namespaces": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "properties": {
+                    "topic": {"type": "string"},
+                    "partitions": {"type": "integer"},
+                },
+            },
+        },
+        "owners": {
+            "type": "object",
+            "description": "partition → owner base URL (null: nobody yet)",
+            "additionalProperties": {"type": "string", "nullable": True},
+        },
+        "local": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "namespace": {"type": "string"},
+                    "partition": {"type": "integer"},
+                    "state": {"type": "string", "enum": ["restoring", "ready"]},
+                    "applied_offset": {"type": "integer"},
+                    "end_offset": _NULLABLE_INT,
+                    "lag": _NULLABLE_INT,
+                },
+            },
+        },
+    },
+}
+GROUP = {
+    "type": "object",
+    "required": ["generation", "owners", "members"],
+    "properties": {
+        "generation": _NULLABLE_INT,
+        "owners": CLUSTER["properties"]["owners"],
+        "members": CLUSTER["properties"]["members"],
+    },
+}
+READY = {
+    "type": "object",
+    "required": ["ready", "consumer_alive", "restoring", "unowned"],
+    "properties": {
+        "ready": {"type": "boolean"},
+        "consumer_alive": {"type": "boolean"},
+        "lease": {"type": "boolean"},
+        "writes_failing_since": {"type": "number", "nullable": True},
+        "generation": _NULLABLE_INT,
+        "partitions": {"type": "integer"},
+        "restoring": {"type": "array", "items": {"type": "string"}},
+        "unowned": {"type": "array", "items": {"type": "integer"}},
+    },
+}
+
+
+ENTRY_ROWS = {
+    "type": "object",
+    "properties": {
+        "entries": {
+            "type": "array",
+            "description": "[key, partition, offset, value as JSON text]",
+            "items": {"type": "array", "minItems": 4, "maxItems": 4},
+        }
+    },
+    "required": ["entries"],
+}
