@@ -12,9 +12,15 @@ import threading
 import time
 import uuid
 
-from kvstore import cache, gather, locks, log, routing
+from kvstore import cache, gather, locks, log, routing, values
 from kvstore.conf import store_settings
-from kvstore.errors import EntryNotFound, NotServing, PreconditionFailed, RecordTooLarge
+from kvstore.errors import (
+    EntryNotFound,
+    InvalidValue,
+    NotServing,
+    PreconditionFailed,
+    RecordTooLarge,
+)
 from kvstore.partitioner import partition_for
 
 ANY = "*"
@@ -168,9 +174,7 @@ class Repository:
             current = self._current_under_lock(route, slot)
             condition.check(current)
             new_value = value(current) if callable(value) else value
-            payload = json.dumps(
-                new_value, separators=(",", ":"), ensure_ascii=False
-            ).encode("utf-8")
+            payload = _encoded(new_value)
             self._check_size(route, payload)
             version, applied = self._write(route, slot, payload)
         entry = Entry(key, new_value, version)
@@ -278,6 +282,15 @@ class Repository:
         if row is None or row.partition != route.partition:
             return None
         return Entry.from_row(route.key, row)
+
+
+def _encoded(value):
+    """The record value of `value`; InvalidValue (400) for what no reader could read
+    back."""
+    try:
+        return values.encode(value)
+    except values.ValueRefused as exc:
+        raise InvalidValue(exc.detail, exc.code) from None
 
 
 _repositories = {}
