@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from kvstore.ownership import GroupView
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 RESTORING, READY, REVOKED = "restoring", "ready", "revoked"
 
 SCHEMA = """
@@ -25,6 +25,8 @@ CREATE TABLE IF NOT EXISTS entries (
     PRIMARY KEY (namespace, key)
 ) WITHOUT ROWID;
 -- position: the next offset to apply (every record below it is in `entries`).
+-- skipped: records passed over because their key or value cannot be used; misplaced:
+-- records of a key whose partition (murmur2) is another one, passed over too.
 -- synced_at: when the log was last known to hold nothing past `position` that this
 -- cache missed.
 CREATE TABLE IF NOT EXISTS partitions (
@@ -38,6 +40,7 @@ CREATE TABLE IF NOT EXISTS partitions (
     end_offset INTEGER,
     ready_at REAL,
     skipped INTEGER NOT NULL DEFAULT 0,
+    misplaced INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (namespace, partition)
 );
 CREATE TABLE IF NOT EXISTS topics (
@@ -53,7 +56,8 @@ CREATE TABLE IF NOT EXISTS member (
     url TEXT NOT NULL,
     heartbeat REAL NOT NULL,
     started_at REAL NOT NULL,
-    applied INTEGER NOT NULL DEFAULT 0
+    applied INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT
 );
 -- The group as the last assignment described it: owners[p] is the base URL owning
 -- index p, or null.
@@ -73,6 +77,7 @@ class Member(NamedTuple):
     url: str
     heartbeat: float  # time.time() of the last heartbeat; 0 once it stopped cleanly
     pid: int
+    last_error: str | None  # why it stopped, when it stopped on an error
 
 
 class TopicFacts(NamedTuple):
@@ -99,6 +104,7 @@ class PartitionRow(NamedTuple):
     applied_at: float | None
     skipped: int
     end_offset: int | None
+    misplaced: int
 
 
 class Stored(NamedTuple):
@@ -203,7 +209,8 @@ class View:
         """This instance's consumer process, or None if it never ran."""
         try:
             return self._one(
-                Member, "SELECT url, heartbeat, pid FROM member WHERE id = 1"
+                Member,
+                "SELECT url, heartbeat, pid, last_error FROM member WHERE id = 1",
             )
         except sqlite3.OperationalError:  # the consumer has not created the schema yet
             return None
@@ -255,8 +262,7 @@ class View:
         """Every partition this cache knows, as PartitionRows."""
         sql = (
             "SELECT namespace, partition, state, position, target, applied_at, "
-            "skipped, "
-            "end_offset FROM partitions"
+            "skipped, end_offset, misplaced FROM partitions"
         )
         if namespace is None:
             rows = self.conn.execute(sql + " ORDER BY namespace, partition")
