@@ -1,41 +1,78 @@
 """The HTTP API of a namespace (a thin DRF ViewSet over the repository), the cluster and
 peer endpoints, and health endpoints."""
 
+import functools
+import re
 from urllib.parse import urlencode
 
 from django.http import JsonResponse
+from django.urls import reverse
 from rest_framework import status, viewsets
 from rest_framework.exceptions import NotFound, ParseError
 from rest_framework.response import Response
-from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
 from kvstore import cache, cluster, routing
+from kvstore.api.handlers import method_not_allowed
 from kvstore.conf import store_settings
+from kvstore.errors import InvalidRequest
 from kvstore.repository import ANY, Condition, get_repository
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
+# ASCII digits only: str.isdigit() is true for "²" and "①" too, which int() refuses.
+_NUMBER = re.compile(r"[0-9]{1,9}")
+_ENTITY_TAG = re.compile(r'(W/)?"[\x21\x23-\x7e\x80-\xff]*"')
 
 
 def parse_condition(request):
-    """The write's precondition from If-Match / If-None-Match."""
-    if_none_match = request.headers.get("If-None-Match", "").strip()
-    if if_none_match and if_none_match != ANY:
-        raise ParseError("Writes accept only If-None-Match: *")
-    if_match = tuple(
-        tag.strip()
-        for tag in request.headers.get("If-Match", "").split(",")
-        if tag.strip()
+    """The write's precondition from If-Match / If-None-Match. A header that is sent
+    but says nothing usable is refused: taken as absent, it would make the write
+    unconditional."""
+    if_none_match = request.headers.get("If-None-Match")
+    if if_none_match is not None and if_none_match.strip() != ANY:
+        raise InvalidRequest(
+            "Writes accept only If-None-Match: *", code="invalid_precondition"
+        )
+    if_match = request.headers.get("If-Match")
+    tags = () if if_match is None else _entity_tags(if_match)
+    return Condition(if_match=tags, absent=if_none_match is not None)
+
+
+def _entity_tags(header):
+    """The entity tags of an If-Match header: "*" or a list of quoted tags."""
+    tags = tuple(tag.strip() for tag in header.split(",") if tag.strip())
+    if tags == (ANY,) or (tags and all(map(_ENTITY_TAG.fullmatch, tags))):
+        return tags
+    raise InvalidRequest(
+        'If-Match must be * or a list of quoted versions like "0-41".',
+        code="invalid_precondition",
     )
-    return Condition(if_match=if_match, absent=bool(if_none_match))
+
+
+def parse_number(request, name, default, minimum, maximum):
+    """A whole-number query parameter from `minimum` to `maximum`; ParseError
+    otherwise."""
+    raw = request.query_params.get(name, str(default))
+    if not _NUMBER.fullmatch(raw) or not minimum <= int(raw) <= maximum:
+        raise ParseError(f"{name} must be a whole number from {minimum} to {maximum}.")
+    return int(raw)
 
 
 def parse_limit(request, maximum=MAX_PAGE):
-    raw = request.query_params.get("limit", str(DEFAULT_PAGE))
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
-        raise ParseError(f"limit must be a whole number from 1 to {maximum}.")
-    return int(raw)
+    return parse_number(request, "limit", DEFAULT_PAGE, 1, maximum)
+
+
+def require_body(request):
+    """ParseError for a write without a body: no JSON value is no change to make."""
+    if not request.body:
+        raise ParseError("The request body must be a JSON value.")
+
+
+def link(name, **kwargs):
+    """The absolute URL of a named route on this instance, from its advertised URL,
+    never from the request's Host header."""
+    return store_settings().advertised_url + reverse(name, kwargs=kwargs or None)
 
 
 class NamespaceViewSet(viewsets.ViewSet):
@@ -55,8 +92,7 @@ class NamespaceViewSet(viewsets.ViewSet):
 
     def to_value(self, request, partial=False):
         """The validated value (or, when `partial`, the fields to change)."""
-        if not request.body:
-            raise ParseError("The request body must be a JSON value.")
+        require_body(request)
         return request.data
 
     def merge(self, current, value, partial):
@@ -82,7 +118,7 @@ class NamespaceViewSet(viewsets.ViewSet):
         page = self.repository.list(self.namespace, after, limit)
         next_url = None
         if page.after is not None:
-            base = reverse(f"{self.basename}-list", request=request)
+            base = link(f"{self.basename}-list")
             next_url = f"{base}?{urlencode({'after': page.after, 'limit': limit})}"
         results = [self.represent_listed(entry) for entry in page.entries]
         return Response({"results": results, "next": next_url})
@@ -151,11 +187,17 @@ class PartitionEntriesView(APIView):
         if namespace not in store_settings().namespaces:
             raise NotFound("No such namespace.")
         raw = request.query_params.get("partitions", "")
-        if not all(part.isdigit() for part in raw.split(",")):
+        if not all(_NUMBER.fullmatch(part) for part in raw.split(",")):
             raise ParseError(
                 "partitions must be a comma-separated list of partition numbers."
             )
         partitions = [int(part) for part in raw.split(",")]
+        with get_repository().reader.snapshot() as view:
+            facts = view.topic(namespace) if view is not None else None
+        if facts is not None and max(partitions) >= facts.partitions:
+            raise ParseError(
+                f"{namespace!r} has partitions 0 to {facts.partitions - 1}."
+            )
         limit = parse_limit(request, maximum=MAX_PAGE + 1)
         after = request.query_params.get("after")
         rows = get_repository().local_rows(namespace, partitions, after, limit)
@@ -167,18 +209,34 @@ class ClusterView(APIView):
     partitions."""
 
     def get(self, request):
-        return Response(cluster.describe(get_repository().reader, store_settings()))
+        settings = store_settings()
+        admin = cluster.shared_admin(settings)
+        return Response(cluster.describe(get_repository().reader, settings, admin))
 
 
+def safe_methods_only(view):
+    """A plain Django view answering GET and HEAD; any other method is a JSON 405."""
+
+    @functools.wraps(view)
+    def checked(request, *args, **kwargs):
+        if request.method not in ("GET", "HEAD"):
+            return method_not_allowed(request, ("GET", "HEAD"))
+        return view(request, *args, **kwargs)
+
+    return checked
+
+
+@safe_methods_only
 def healthz(request):
     """The process is alive."""
     return JsonResponse({"status": "ok"})
 
 
+@safe_methods_only
 def readyz(request):
     """200 only when this instance can answer for every key: its consumer is alive and
     has joined the group, every partition it holds is restored, and every other
-    partition has a known owner."""
+    partition has a known owner this instance may redirect to."""
     described = cluster.describe(get_repository().reader, store_settings())
     restoring = [
         f"{p['namespace']}/{p['partition']}"
@@ -186,16 +244,21 @@ def readyz(request):
         if p["state"] == cache.RESTORING
     ]
     unowned = [int(p) for p, owner in described["owners"].items() if owner is None]
+    refused = described["refused_owners"]
     alive = described["consumer"]["alive"]
     joined = described["generation"] is not None
-    ready = alive and joined and not restoring and not unowned
+    ready = alive and joined and not restoring and not unowned and not refused
     body = {
         "ready": ready,
         "consumer_alive": alive,
+        "consumer_error": described["consumer"]["last_error"],
         "generation": described["generation"],
         "partitions": len(described["local"]),
         "restoring": restoring,
         "unowned": unowned,
+        # Partitions whose owner advertises a URL this instance may not redirect to
+        # (KVSTORE_PEER_ALLOWLIST): every request for them is a 503 here.
+        "refused_owners": refused,
     }
     code = status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE
     return JsonResponse(body, status=code)
