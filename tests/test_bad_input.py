@@ -5,8 +5,8 @@ Every one must get a 4xx (no 5xx: on a healthy instance none of these is a docum
 503), a JSON body with the expected stable `code`, and leave every namespace topic's end
 offsets as they were: a refused request writes nothing. Cases marked `gunicorn` are
 refused by gunicorn before Django sees them; its worker (kvstore/api/server.py) answers
-them in the same JSON shape, and `test_the_suite_counts_what_gunicorn_refuses` states how
-many there are.
+them in the same JSON shape, and `test_the_suite_counts_what_gunicorn_refuses` states
+how many there are.
 """
 
 import dataclasses
@@ -415,7 +415,8 @@ def header_cases():
             "folded-line",
             "PUT",
             KV_NEW,
-            raw=b"PUT /api/kv/x HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: a\r\n b\r\nContent-Length: 1\r\n\r\n1",
+            raw=b"PUT /api/kv/x HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: a\r\n b\r\n"
+            b"Content-Length: 1\r\n\r\n1",
             code="bad_request",
             gunicorn=True,
         )
@@ -425,7 +426,8 @@ def header_cases():
             "no-colon",
             "PUT",
             KV_NEW,
-            raw=b"PUT /api/kv/x HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A a\r\nContent-Length: 1\r\n\r\n1",
+            raw=b"PUT /api/kv/x HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A a\r\n"
+            b"Content-Length: 1\r\n\r\n1",
             code="bad_request",
             gunicorn=True,
         )

@@ -7,9 +7,9 @@ from django.core.exceptions import (
     RequestDataTooBig,
 )
 from django.http import Http404, JsonResponse
+from django.views.debug import SafeExceptionReporterFilter
 from rest_framework import exceptions
 from rest_framework.exceptions import APIException, ParseError, ValidationError
-from django.views.debug import SafeExceptionReporterFilter
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from kvstore.api import redirects

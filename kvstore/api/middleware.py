@@ -62,7 +62,7 @@ def refuse(request, item):
         # Django reads a body only as far as Content-Length: a chunked one would be
         # taken as empty and the request half done.
         return LengthRequired()
-    if request.META.get("HTTP_CONTENT_ENCODING", "identity").strip() != "identity":
+    if request.META.get("HTTP_CONTENT_ENCODING", "").strip() not in ("", "identity"):
         # A compressed body would be parsed (or stored) as if it were plain JSON.
         return UnsupportedMediaType(
             request.content_type,
