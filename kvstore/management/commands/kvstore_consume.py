@@ -3,6 +3,7 @@ only writer)."""
 
 import os
 import signal
+import sqlite3
 import sys
 import time
 
@@ -36,15 +37,23 @@ class Command(BaseCommand):
         except (StoreUnavailable, TopicMisconfigured) as exc:
             self._record_failure(settings, str(exc))
             raise CommandError(str(exc)) from exc
+        except Exception as exc:  # a bug: say so too, then crash with the traceback
+            self._record_failure(settings, f"{exc.__class__.__name__}: {exc}")
+            raise
 
     @staticmethod
     def _record_failure(settings, message):
         """Leave the reason in the cache, where the web side shows it."""
-        conn = cache.connect(settings.cache_path)
+        try:
+            conn = cache.connect(settings.cache_path)
+        except (OSError, sqlite3.Error):
+            return  # the log still says why; the error itself matters more
         try:
             apply.record_failure(
                 conn, settings.advertised_url, os.getpid(), time.time(), message
             )
+        except sqlite3.Error:
+            pass
         finally:
             conn.close()
 
