@@ -32,11 +32,13 @@ DEBUG = os.environ.get("DJANGO_DEBUG", "") == "1"
 SECRET_KEY = (
     os.environ.get("DJANGO_SECRET_KEY") or "kvstore-development-only-not-secret"
 )
+# By default only the advertised URL's host and loopback names: links the store writes
+# come from KVSTORE_ADVERTISED_URL, and a foreign Host header is refused (400).
 ALLOWED_HOSTS = [
     host.strip()
-    for host in os.environ.get("DJANGO_ALLOWED_HOSTS", "*").split(",")
+    for host in os.environ.get("DJANGO_ALLOWED_HOSTS", "").split(",")
     if host.strip()
-]
+] or conf.default_hosts(KVSTORE)
 
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
@@ -113,7 +115,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
     "EXCEPTION_HANDLER": "kvstore.api.handlers.exception_handler",
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["kvstore.api.parsers.StoreJSONParser"],
     "DEFAULT_RENDERER_CLASSES": [
         "kvstore.api.renderers.ValueJSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
@@ -141,6 +143,9 @@ SPECTACULAR_SETTINGS = {
         "kvstore.api.schema.add_common_answers",
     ],
 }
+
+# The debug page's settings and variables, with passwords (KAFKA_SASL_PASSWORD) hidden.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "kvstore.api.handlers.SafeReporterFilter"
 
 LOGGING = {
     "version": 1,

@@ -8,5 +8,7 @@ urlpatterns = [
     path("api/", include("users.urls")),
 ]
 
+handler400 = "kvstore.api.handlers.bad_request"
+handler403 = "kvstore.api.handlers.permission_denied"
 handler404 = "kvstore.api.handlers.not_found"
 handler500 = "kvstore.api.handlers.server_error"

@@ -1,82 +1,85 @@
 """The consumer's writes to the cache. `apply_batch` is the core: records of several
 partitions in, rows and positions out, in one SQLite transaction, so a crash can never
-leave rows and positions apart.
+leave rows and positions apart. No record's content can stop it: what cannot be used is
+counted and passed over.
 """
 
 import json
-import json.scanner
 import logging
 import time
 
 from kvstore import conditions
 from kvstore.cache import READY, RESTORING, REVOKED
+from kvstore.partitioner import partition_of_bytes
+from kvstore.values import is_json
 
 logger = logging.getLogger(__name__)
 
-
-# json's C scanner, called directly: the restore validates every value, and json.loads'
-# Python layers cost more than the scan itself.
-_scan = json.scanner.make_scanner(json.JSONDecoder())
-_JSON_SPACE = " \t\n\r"
+# What a record does to its key: set or delete the row, nothing (misplaced: the key
+# lives on another partition), or delete the row because the value cannot be used.
+SET, DELETE, MISPLACED, UNUSABLE = "set", "delete", "misplaced", "unusable"
 
 
-def is_json(text):
-    """Whether `text` is one JSON value (as json.loads takes it), at C speed."""
-    start = len(text) - len(text.lstrip(_JSON_SPACE))
-    try:
-        _, end = _scan(text, start)
-    except (StopIteration, ValueError):
-        return False
-    return not text[end:].strip(_JSON_SPACE)
+def classify(record, partition, partitions):
+    """(what the record does, its key or None, its value text or None).
 
-
-def decode(record):
-    """(key str, value JSON text or None for a tombstone), or None when the record
-    cannot be used."""
+    A record counts only on its key's own partition (murmur2, as the store's producer
+    and Kafka's Java client place it): one another partitioner put elsewhere is
+    MISPLACED and changes nothing, whatever it holds. A record whose value cannot be
+    used is UNUSABLE: its key is left without a value, as compaction, which keeps only
+    the last record of a key, would leave it on every instance sooner or later.
+    """
     if record.key is None:
-        return None
+        return UNUSABLE, None, None
+    if partitions and partition_of_bytes(record.key, partitions) != partition:
+        return MISPLACED, None, None
     try:
         key = record.key.decode("utf-8")
-        if record.value is None:
-            return key, None
+    except UnicodeDecodeError:
+        return UNUSABLE, None, None
+    if record.value is None:
+        return DELETE, key, None
+    try:
         value = record.value.decode("utf-8")
     except UnicodeDecodeError:
-        return None
-    return (key, value) if is_json(value) else None
+        return UNUSABLE, key, None
+    return (SET, key, value) if is_json(value) else (UNUSABLE, key, None)
 
 
-def apply_batch(conn, batch, now=None, window_ms=None, unsettled=None):
+def apply_batch(conn, batch, now=None, window_ms=None, unsettled=None, partitions=None):
     """Apply `{(namespace, partition): (records, next_position)}` in one transaction.
 
-    Records are in offset order; a record takes effect unless it carries a condition
-    (kvstore.conditions) that no longer holds where it landed, then the last record of
+    Records are in offset order. A record takes effect unless it carries a condition
+    (kvstore.conditions) that no longer holds where it landed; then the last record of
     a key that took effect wins; a tombstone deletes the row; a record that cannot be
-    decoded is logged, counted in `skipped` and passed over. Rejections are recorded
-    for the writers, and their keys kept in `unsettled` (a conditions.Unsettled) until
-    a later record of theirs takes effect. Returns the records applied.
+    used is logged, counted in `skipped` and its key left without a value; a record of
+    another partition's key is counted in `misplaced` and changes nothing (see
+    `classify`). Rejections are recorded for the writers, and their keys kept in
+    `unsettled` (a conditions.Unsettled) until a later record of theirs takes effect.
+    `partitions` ({namespace: partition count}) defaults to the topics the consumer
+    recorded. Returns the records applied.
     """
     now = time.time() if now is None else now
     unsettled = conditions.Unsettled() if unsettled is None else unsettled
     applied = 0
     conn.execute("BEGIN IMMEDIATE")
     try:
+        sizes = _sizes(conn) if partitions is None else partitions
         for (namespace, partition), (records, next_position) in batch.items():
             judge = _Judge(conn, namespace, partition, now, window_ms, unsettled)
             for record in records:
-                judge.take(record)
-            judge.write()
-            conn.execute(
-                "UPDATE partitions SET position = max(position, ?), applied_at = ?, "
-                "skipped = skipped + ? "
-                "WHERE namespace = ? AND partition = ?",
-                (next_position, now, judge.skipped, namespace, partition),
-            )
+                judge.take(record, sizes.get(namespace))
+            judge.write(next_position)
             applied += len(records)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
     return applied
+
+
+def _sizes(conn):
+    return dict(conn.execute("SELECT namespace, partitions FROM topics"))
 
 
 class _Judge:
@@ -88,23 +91,20 @@ class _Judge:
         self.latest = {}  # key -> (offset, value JSON text or None)
         self.rejected = []  # (offset, key, current version text)
         self.settled = set()
-        self.skipped = 0
+        self.counts, self.first = {UNUSABLE: 0, MISPLACED: 0}, None
 
-    def take(self, record):
-        decoded = decode(record)
-        if decoded is None:
-            self.skipped += 1
-            logger.warning(
-                "skipped undecodable record %s/%s@%s",
-                self.namespace,
-                self.partition,
-                record.offset,
-            )
+    def take(self, record, partitions):
+        kind, key, value = classify(record, self.partition, partitions)
+        if kind in self.counts:
+            self.counts[kind] += 1
+            self.first = record.offset if self.first is None else self.first
+        if key is None:
             return
-        key, value = decoded
         condition = conditions.based_on(getattr(record, "headers", None))
-        if condition is not None and conditions.judged(
-            record, self.now * 1000, self.window_ms
+        if (
+            kind != UNUSABLE
+            and condition is not None
+            and conditions.judged(record, self.now * 1000, self.window_ms)
         ):
             current = self._current(key)
             if not condition.holds(current):
@@ -129,8 +129,19 @@ class _Judge:
         ).fetchone()
         return None if row is None else tuple(row)
 
-    def write(self):
+    def write(self, next_position):
         ns, partition, latest = self.namespace, self.partition, self.latest
+        if self.first is not None:
+            # One line per batch: a topic written by another partitioner may hold
+            # millions.
+            logger.warning(
+                "%s/%s: skipped %s unusable and %s misplaced records (the first at %s)",
+                ns,
+                partition,
+                self.counts[UNUSABLE],
+                self.counts[MISPLACED],
+                self.first,
+            )
         self.conn.executemany(
             "INSERT OR REPLACE INTO entries (namespace, key, partition, offset, "
             "value) VALUES (?, ?, ?, ?, ?)",
@@ -164,6 +175,19 @@ class _Judge:
                 )
                 for offset, key, current in self.rejected
             ],
+        )
+        self.conn.execute(
+            "UPDATE partitions SET position = max(position, ?), applied_at = ?, "
+            "skipped = skipped + ?, misplaced = misplaced + ? "
+            "WHERE namespace = ? AND partition = ?",
+            (
+                next_position,
+                self.now,
+                self.counts[UNUSABLE],
+                self.counts[MISPLACED],
+                ns,
+                partition,
+            ),
         )
 
     def _later(self, key, offset):
@@ -348,3 +372,14 @@ class Writer:
         self._transaction(
             [("DELETE FROM rejected WHERE settled = 1 AND at < ?", (older_than,))]
         )
+
+
+def record_failure(conn, url, pid, started_at, message):
+    """The consumer process stops on an error: record why, for /readyz, the 503 bodies
+    and kvstore_status (its next heartbeat clears it)."""
+    conn.execute(
+        "INSERT INTO member (id, pid, url, heartbeat, started_at, last_error) "
+        "VALUES (1, ?, ?, 0, ?, ?) ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, "
+        "url = excluded.url, heartbeat = 0, last_error = excluded.last_error",
+        (pid, url, started_at, message),
+    )

@@ -12,8 +12,7 @@ import json
 import time
 from pathlib import Path
 
-from kvstore import log, routing
-from kvstore.apply import is_json
+from kvstore import log, routing, values
 from kvstore.errors import InvalidKey
 from kvstore.partitioner import partition_for
 
@@ -41,7 +40,9 @@ def parse(path, namespaces):
 
 def _parse_line(text, number, namespaces):
     try:
-        item = json.loads(text)
+        item = values.loads(text)
+    except values.ValueRefused as exc:
+        raise BulkError(f"line {number}: {exc.detail}") from None
     except ValueError as exc:
         raise BulkError(f"line {number}: not JSON ({exc})") from None
     if not isinstance(item, dict) or set(item) != {"namespace", "key", "value"}:
@@ -57,9 +58,10 @@ def _parse_line(text, number, namespaces):
         routing.validate_key(item["key"])
     except InvalidKey as exc:
         raise BulkError(f"line {number}: {exc.detail}") from None
-    value = json.dumps(
-        item["value"], separators=(",", ":"), ensure_ascii=False
-    ).encode()
+    try:
+        value = values.encode(item["value"])
+    except values.ValueRefused as exc:
+        raise BulkError(f"line {number}: {exc.detail}") from None
     return Line(item["namespace"], item["key"].encode(), value)
 
 
@@ -119,7 +121,7 @@ def export_lines(settings, namespaces, out):
             except UnicodeDecodeError:
                 skipped += 1
                 continue
-            if not is_json(text_value):
+            if not values.is_json(text_value):
                 skipped += 1
                 continue
             head = {"namespace": namespace, "key": text_key}

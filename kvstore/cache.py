@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from kvstore.ownership import GroupView
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 RESTORING, READY, REVOKED = "restoring", "ready", "revoked"
 
 SCHEMA = """
@@ -25,6 +25,8 @@ CREATE TABLE IF NOT EXISTS entries (
     PRIMARY KEY (namespace, key)
 ) WITHOUT ROWID;
 -- position: the next offset to apply (every record below it is in `entries`).
+-- skipped: records passed over because their key or value cannot be used; misplaced:
+-- records of a key whose partition (murmur2) is another one, passed over too.
 -- synced_at: when the log was last known to hold nothing past `position` that this
 -- cache missed.
 CREATE TABLE IF NOT EXISTS partitions (
@@ -38,6 +40,7 @@ CREATE TABLE IF NOT EXISTS partitions (
     end_offset INTEGER,
     ready_at REAL,
     skipped INTEGER NOT NULL DEFAULT 0,
+    misplaced INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (namespace, partition)
 );
 CREATE TABLE IF NOT EXISTS topics (
@@ -55,7 +58,8 @@ CREATE TABLE IF NOT EXISTS member (
     started_at REAL NOT NULL,
     applied INTEGER NOT NULL DEFAULT 0,
     -- the membership lease's end on kvstore.lease's clock; NULL: no lease
-    lease_until REAL
+    lease_until REAL,
+    last_error TEXT
 );
 -- Conditional records the log rejected (their condition no longer held where they
 -- landed), with the version that was current there: a writer waiting for its record
@@ -89,6 +93,7 @@ class Member(NamedTuple):
     heartbeat: float  # time.time() of the last heartbeat; 0 once it stopped cleanly
     pid: int
     lease_until: float | None  # see kvstore.lease
+    last_error: str | None  # why it stopped, when it stopped on an error
 
 
 class TopicFacts(NamedTuple):
@@ -115,6 +120,7 @@ class PartitionRow(NamedTuple):
     applied_at: float | None
     skipped: int
     end_offset: int | None
+    misplaced: int
 
 
 class Stored(NamedTuple):
@@ -220,7 +226,8 @@ class View:
         try:
             return self._one(
                 Member,
-                "SELECT url, heartbeat, pid, lease_until FROM member WHERE id = 1",
+                "SELECT url, heartbeat, pid, lease_until, last_error FROM member "
+                "WHERE id = 1",
             )
         except sqlite3.OperationalError:  # the consumer has not created the schema yet
             return None
@@ -272,8 +279,7 @@ class View:
         """Every partition this cache knows, as PartitionRows."""
         sql = (
             "SELECT namespace, partition, state, position, target, applied_at, "
-            "skipped, "
-            "end_offset FROM partitions"
+            "skipped, end_offset, misplaced FROM partitions"
         )
         if namespace is None:
             rows = self.conn.execute(sql + " ORDER BY namespace, partition")

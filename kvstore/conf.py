@@ -11,11 +11,10 @@ import dataclasses
 import os
 import re
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
-from kvstore import keys
+from kvstore import keys, peers
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 NAMESPACES = ("users", "kv")
@@ -33,7 +32,9 @@ class KafkaSecurity:
     protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
-    sasl_password: str | None = None
+    # Kept out of repr, so Django's DEBUG error page (which shows the settings) does
+    # not print it.
+    sasl_password: str | None = dataclasses.field(default=None, repr=False)
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
@@ -190,17 +191,21 @@ def _security(env):
 
 
 def _base_url(value, name):
-    parts = urlsplit(value)
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.netloc
-        or parts.query
-        or parts.fragment
-    ):
+    url = peers.base_url(value)
+    if url is None:
         raise ImproperlyConfigured(
             f"{name}: {value!r} is not a base URL like http://host:port"
         )
-    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+    return url
+
+
+def default_hosts(settings):
+    """Django's ALLOWED_HOSTS when DJANGO_ALLOWED_HOSTS is unset: the advertised URL's
+    host and this machine's loopback names."""
+    advertised = peers.host(settings.advertised_url)
+    if ":" in advertised:
+        advertised = f"[{advertised}]"
+    return [advertised, "localhost", "127.0.0.1", "[::1]"]
 
 
 class _Env:

@@ -84,6 +84,30 @@ class InvalidPartition(StoreError):
     default_code = "invalid_partition"
 
 
+class InvalidValue(StoreError):
+    """A body that is JSON but not a value the store keeps (see `kvstore.values`)."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_code = "invalid_value"
+
+
+class InvalidRequest(StoreError):
+    """A request the store cannot honour as sent (a malformed header or parameter)."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_code = "invalid_request"
+
+
+class LengthRequired(StoreError):
+    """A body sent without Content-Length (chunked): Django would read it as empty."""
+
+    status_code = status.HTTP_411_LENGTH_REQUIRED
+    default_code = "length_required"
+    default_detail = (
+        "Send the request body with a Content-Length; chunked bodies are not accepted."
+    )
+
+
 class RecordTooLarge(StoreError):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_code = "record_too_large"

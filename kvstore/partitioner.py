@@ -1,38 +1,50 @@
 """Key → partition: murmur2 over the topic's real partition count, as Kafka's Java
 client (and kafka-python's DefaultPartitioner) compute it, so the router and the
-producer always agree.
+producer always agree, and the consumer can tell a record that another partitioner put
+on the wrong partition.
 """
+
+import struct
+
+_M = 0x5BD1E995
+_MASK = 0xFFFFFFFF
+_WORDS = {}  # length in 4-byte words -> its struct, so one call unpacks a whole key
 
 
 def murmur2(data):
     """Kafka's 32-bit murmur2 of `data` (bytes), as a signed int, seed 0x9747b28c."""
     length = len(data)
-    seed, m, r = 0x9747B28C, 0x5BD1E995, 24
-    h = (seed ^ length) & 0xFFFFFFFF
-    whole = length // 4
-    for i in range(whole):
-        k = int.from_bytes(data[4 * i : 4 * i + 4], "little")
-        k = (k * m) & 0xFFFFFFFF
-        k ^= k >> r
-        k = (k * m) & 0xFFFFFFFF
-        h = (h * m) & 0xFFFFFFFF
-        h ^= k
-    tail = data[4 * whole :]
-    if len(tail) >= 3:
-        h ^= tail[2] << 16
-    if len(tail) >= 2:
-        h ^= tail[1] << 8
+    h = (0x9747B28C ^ length) & _MASK
+    whole = length >> 2
+    if whole:
+        words = _WORDS.get(whole)
+        if words is None:
+            words = _WORDS[whole] = struct.Struct(f"<{whole}I")
+        for k in words.unpack_from(data):
+            k = (k * _M) & _MASK
+            k ^= k >> 24
+            h = ((h * _M) ^ (k * _M)) & _MASK
+    tail = length & 3
     if tail:
-        h ^= tail[0]
-        h = (h * m) & 0xFFFFFFFF
+        i = whole << 2
+        if tail == 3:
+            h ^= data[i + 2] << 16
+        if tail >= 2:
+            h ^= data[i + 1] << 8
+        h = ((h ^ data[i]) * _M) & _MASK
     h ^= h >> 13
-    h = (h * m) & 0xFFFFFFFF
+    h = (h * _M) & _MASK
     h ^= h >> 15
     return h - 0x100000000 if h & 0x80000000 else h
 
 
-def partition_for(key, partitions):
-    """The partition of `key` (str) in a topic of `partitions` partitions."""
+def partition_of_bytes(key, partitions):
+    """The partition of a record key (bytes) in a topic of `partitions` partitions."""
     if partitions < 1:
         raise ValueError("a topic has at least one partition")
-    return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % partitions
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def partition_for(key, partitions):
+    """The partition of `key` (str) in a topic of `partitions` partitions."""
+    return partition_of_bytes(key.encode("utf-8"), partitions)

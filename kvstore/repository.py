@@ -13,11 +13,12 @@ import threading
 import time
 import uuid
 
-from kvstore import cache, conditions, gather, locks, log, routing, writes
+from kvstore import cache, conditions, gather, locks, log, routing, values, writes
 from kvstore.conf import store_settings
 from kvstore.errors import (
     EntryNotFound,
     InvalidPartition,
+    InvalidValue,
     NotServing,
     PreconditionFailed,
     RecordTooLarge,
@@ -190,9 +191,7 @@ class Repository:
             current = self._current_under_lock(route, slot)
             condition.check(current)
             new_value = value(current) if callable(value) else value
-            payload = json.dumps(
-                new_value, separators=(",", ":"), ensure_ascii=False
-            ).encode("utf-8")
+            payload = _encoded(new_value)
             self._check_size(route, payload)
             version, applied = self._write(route, slot, payload, condition, current)
         entry = Entry(key, new_value, version)
@@ -362,6 +361,15 @@ class Repository:
         if row is None or row.partition != route.partition:
             return None
         return Entry.from_row(route.key, row)
+
+
+def _encoded(value):
+    """The record value of `value`; InvalidValue (400) for what no reader could read
+    back."""
+    try:
+        return values.encode(value)
+    except values.ValueRefused as exc:
+        raise InvalidValue(exc.detail, exc.code) from None
 
 
 _repositories = {}

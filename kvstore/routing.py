@@ -8,13 +8,11 @@ redirected there even when this instance's own consumer is down.
 """
 
 import dataclasses
-import ipaddress
 import logging
 import time
 import unicodedata
-from urllib.parse import urlsplit
 
-from kvstore import cache, lease
+from kvstore import cache, lease, peers
 from kvstore.errors import InvalidKey, NotOwner, NotServing
 from kvstore.partitioner import partition_for
 
@@ -76,16 +74,22 @@ def serving(member, settings):
 
 def check_consumer(view, settings):
     """Raise NotServing unless this instance's consumer process is alive and holds the
-    membership lease."""
+    membership lease; the body carries the consumer's last error (`reason`) when it
+    recorded one."""
     member = view.member() if view is not None else None
     if not consumer_alive(member, settings):
         started = member is not None
-        raise NotServing(
+        reason = member.last_error if started else None
+        error = NotServing(
             "This instance's consumer process "
-            + ("is not running." if started else "has not started."),
+            + ("is not running." if started else "has not started.")
+            + (f" Its last error: {reason}" if reason else ""),
             code="consumer_unavailable",
             wait=2,
         )
+        if reason:
+            error.extra = {"reason": reason}
+        raise error
     if not lease.held(member):
         raise NotServing(
             "This instance has not heard from the group coordinator recently enough "
@@ -122,17 +126,13 @@ def locate(view, settings, namespace, partition):
         owner = owner_of(view, settings, partition)
         if owner is not None:
             return Placement(partition, owner=owner)
-        moving = NotServing(
-            f"Partition {partition} of {namespace!r} is moving between instances; "
-            "its owner is not known yet.",
-            code="partition_moving",
-            partition=partition,
-        )
-        return Placement(partition, unavailable=moving)
+        unowned = _unowned(view, settings, namespace, partition)
+        return Placement(partition, unavailable=unowned)
     try:
         check_consumer(view, settings)
     except NotServing as exc:
-        exc.extra, exc.headers = _about(partition)
+        exc.extra = {**exc.extra, "partition": partition}
+        exc.headers = {"X-Kvstore-Partition": str(partition)}
         return Placement(partition, unavailable=exc)
     if held.state == cache.RESTORING:
         restoring = NotServing(
@@ -143,10 +143,6 @@ def locate(view, settings, namespace, partition):
         )
         return Placement(partition, unavailable=restoring)
     return Placement(partition)
-
-
-def _about(partition):
-    return {"partition": partition}, {"X-Kvstore-Partition": str(partition)}
 
 
 def locate_key(view, settings, namespace, key):
@@ -170,6 +166,25 @@ def route(view, settings, namespace, key):
     )
 
 
+def _unowned(view, settings, namespace, partition):
+    """The NotServing for a partition with no owner this instance can redirect to."""
+    group = view.group()
+    refused = group.owner(partition) if group is not None else None
+    if refused is not None and refused != settings.advertised_url:
+        return NotServing(
+            f"Partition {partition} of {namespace!r} is owned by {refused}, which is "
+            "not on this instance's KVSTORE_PEER_ALLOWLIST.",
+            code="owner_not_allowed",
+            partition=partition,
+        )
+    return NotServing(
+        f"Partition {partition} of {namespace!r} is moving between instances; "
+        "its owner is not known yet.",
+        code="partition_moving",
+        partition=partition,
+    )
+
+
 def owner_of(view, settings, partition):
     """The allowed peer URL that owns `partition` by the group's last assignment, or
     None."""
@@ -189,13 +204,25 @@ def owner_of(view, settings, partition):
 
 def peer_allowed(settings, url):
     """Only peers on the allow-list (by default: any loopback address) are redirect
-    targets."""
-    if settings.peer_allowlist:
-        return url.rstrip("/") in settings.peer_allowlist
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
+    targets, and only as strictly shaped base URLs."""
+    url = peers.base_url(url)
+    if url is None:
         return False
+    if settings.peer_allowlist:
+        return url in settings.peer_allowlist
+    return peers.is_loopback(url)
+
+
+def refused_owners(view, settings):
+    """{partition: owner URL} of partitions whose owner is a peer this instance may not
+    redirect to (a 503 for every request of theirs here)."""
+    group = view.group() if view is not None else None
+    if group is None:
+        return {}
+    return {
+        partition: owner
+        for partition, owner in enumerate(group.owners)
+        if owner is not None
+        and owner != settings.advertised_url
+        and not peer_allowed(settings, owner)
+    }

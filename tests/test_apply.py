@@ -9,6 +9,7 @@ import pytest
 
 from kvstore import apply, cache, conditions, conf
 from kvstore.consumer import ConsumerProcess
+from kvstore.partitioner import partition_for, partition_of_bytes
 
 Record = collections.namedtuple("Record", "offset key value timestamp")
 Conditional = collections.namedtuple(
@@ -25,6 +26,8 @@ def based(offset, key, value, on, timestamp=None):
 @pytest.fixture
 def conn(tmp_path):
     connection = cache.connect(tmp_path / "cache.sqlite3")
+    # One partition: every key's own partition is 0.
+    apply.Writer(connection).set_topics([("kv", "kvstore.kv", 1, 1000000, 86400000)])
     apply.Writer(connection).start_restore("kv", 0, position=0, target=100, wipe=True)
     yield connection
     connection.close()
@@ -277,3 +280,123 @@ class TestConditionsDecidedByTheLog:
                 apply.apply_batch(connection, {("kv", 0): (chunk, start + len(chunk))})
             outcomes.append((rows(connection), self.rejections(connection)))
         assert outcomes[0] == outcomes[1] == outcomes[2]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 600 + "]" * 600,
+        '{"a":' * 2000 + "1" + "}" * 2000,
+        "[" * 100000 + "]" * 100000,
+        "NaN",
+        "[1, Infinity]",
+        '{"x": -Infinity}',
+        "1e400",
+        "[-1e999]",
+        '"\\ud800"',
+        '{"\\udfff": 1}',
+        '"\\ude00\\ud83d"',
+        "1" * 5000,
+    ],
+)
+def test_is_json_refuses_what_no_reader_could_read_back(text):
+    assert not apply.is_json(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 512 + "]" * 512,
+        '"[[[[{{{{" ' + "",
+        '"\\ud83d\\ude00"',
+        '"\\\\ud800"',
+        "1e308",
+        '{"k": "' + "[" * 600 + '"}',
+    ],
+)
+def test_is_json_keeps_deep_enough_values_and_paired_surrogates(text):
+    assert apply.is_json(text)
+
+
+def test_a_record_that_cannot_be_used_leaves_its_key_without_a_value(conn):
+    # Compaction keeps only a key's last record: if that one cannot be used, every
+    # instance will sooner or later have no value for the key, so none serves the old
+    # one now.
+    records = [
+        Record(0, b"a", b"1", 0),
+        Record(1, b"b", b"2", 0),
+        Record(2, b"a", b"NaN", 0),
+        Record(3, b"b", b"[" * 1000 + b"]" * 1000, 0),
+        Record(4, b"c", b"3", 0),
+        Record(5, b"c", b'"\xff"', 0),
+    ]
+    apply.apply_batch(conn, {("kv", 0): (records, 6)})
+    assert rows(conn) == []
+    assert position(conn) == (6, 3)
+    apply.apply_batch(conn, {("kv", 0): ([Record(6, b"a", b"4", 0)], 7)})
+    assert rows(conn) == [("a", 6, "4")], "a later usable record brings the key back"
+
+
+class TestMisplacedRecords:
+    """A record counts only on its key's murmur2 partition."""
+
+    PARTITIONS = 3
+
+    @pytest.fixture
+    def three(self, tmp_path):
+        connection = cache.connect(tmp_path / "cache.sqlite3")
+        writer = apply.Writer(connection)
+        writer.set_topics([("kv", "kvstore.kv", self.PARTITIONS, 1000000, 86400000)])
+        for p in range(self.PARTITIONS):
+            writer.start_restore("kv", p, position=0, target=100, wipe=True)
+        yield connection
+        connection.close()
+
+    def keys_on(self, partition, count):
+        keys = (f"key-{i}" for i in range(1000))
+        on = [k for k in keys if partition_for(k, self.PARTITIONS) == partition]
+        return on[:count]
+
+    def counts(self, conn):
+        return dict(
+            ((p, (skipped, misplaced)))
+            for p, skipped, misplaced in conn.execute(
+                "SELECT partition, skipped, misplaced FROM partitions"
+            )
+        )
+
+    def test_a_misplaced_put_or_tombstone_changes_nothing(self, three):
+        home, other = self.keys_on(0, 1)[0], 1
+        apply.apply_batch(three, {("kv", 0): ([Record(0, home.encode(), b"1", 0)], 1)})
+        misplaced = [
+            Record(0, home.encode(), b"2", 0),
+            Record(1, home.encode(), None, 0),
+        ]
+        apply.apply_batch(three, {("kv", other): (misplaced, 2)})
+        assert rows(three) == [(home, 0, "1")]
+        assert three.execute("SELECT partition FROM entries").fetchall() == [(0,)]
+        assert self.counts(three) == {0: (0, 0), 1: (0, 2), 2: (0, 0)}
+
+    def test_the_outcome_does_not_depend_on_the_order_partitions_are_applied(
+        self, three
+    ):
+        home = self.keys_on(2, 1)[0].encode()
+        right = {("kv", 2): ([Record(5, home, b'"right"', 0)], 6)}
+        wrong = {("kv", 0): ([Record(9, home, b'"wrong"', 0)], 10)}
+        apply.apply_batch(three, right)
+        apply.apply_batch(three, wrong)
+        first = rows(three)
+        three.execute("DELETE FROM entries")
+        apply.apply_batch(three, wrong)
+        apply.apply_batch(three, right)
+        assert rows(three) == first == [(home.decode(), 5, '"right"')]
+
+    def test_undecodable_keys_are_placed_by_their_bytes(self, three):
+        key = next(
+            bytes([0xFF, i])
+            for i in range(256)
+            if partition_of_bytes(bytes([0xFF, i]), self.PARTITIONS) == 1
+        )
+        apply.apply_batch(three, {("kv", 1): ([Record(0, key, b"1", 0)], 1)})
+        apply.apply_batch(three, {("kv", 0): ([Record(0, key, b"1", 0)], 1)})
+        assert self.counts(three) == {0: (0, 1), 1: (1, 0), 2: (0, 0)}

@@ -190,7 +190,15 @@ class TestRouting:
             assert cluster[0].api("GET", f"/api/kv/{key}").status_code == 307
             answer = odd.api("GET", f"/api/kv/{key}")
             assert answer.status_code == 503 and "Location" not in answer.headers
-            assert answer.json()["code"] == "partition_moving"
+            assert answer.json()["code"] == "owner_not_allowed"
+            # ... and readiness says so, naming the partitions and the refused URLs.
+            ready = odd.api("GET", "/readyz")
+            refused = ready.json()["refused_owners"]
+            assert ready.status_code == 503 and ready.json()["ready"] is False
+            assert set(refused.values()) == {cluster[1].url, cluster[2].url}
+            assert str(partition_for(key, PARTITIONS)) in refused
+            described = odd.api("GET", "/api/cluster").json()
+            assert described["refused_owners"] == refused
         finally:
             odd.stop()
 

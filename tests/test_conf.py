@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from kvstore.conf import from_environ
+from kvstore import routing
+from kvstore.conf import default_hosts, from_environ
 
 
 def test_defaults_work_on_a_developer_machine():
@@ -79,3 +80,86 @@ def test_system_check_warns_when_the_advertised_url_is_not_allowed(settings):
         settings.KVSTORE, peer_allowlist=("http://10.1.2.3:8000",)
     )
     assert run_checks() == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://evil.example\\@127.0.0.1:8000",
+        "http://evil.example@127.0.0.1:8000",
+        "http://user:pw@127.0.0.1:8000",
+        "http://127.0.0.1:8000?x=1",
+        "http://127.0.0.1:8000#x",
+        "http://127.0.0.1:8000\\evil",
+        "http://127.0.0.1 :8000",
+        "http://127.0.0.1:99999",
+        "http://127.0.0.1:8000/a b",
+        "javascript://127.0.0.1/",
+        "http:///127.0.0.1:8000",
+    ],
+)
+def test_urls_browsers_and_urlsplit_could_read_apart_are_no_base_urls(url):
+    with pytest.raises(ImproperlyConfigured, match="KVSTORE_ADVERTISED_URL"):
+        from_environ({"KVSTORE_ADVERTISED_URL": url})
+    with pytest.raises(ImproperlyConfigured, match="KVSTORE_PEER_ALLOWLIST"):
+        from_environ({"KVSTORE_PEER_ALLOWLIST": url})
+    assert not routing.peer_allowed(from_environ({}), url)
+
+
+@pytest.mark.parametrize(
+    "url, allowed",
+    [
+        ("http://127.0.0.1:8001", True),
+        ("http://localhost:8001/", True),
+        ("https://[::1]:8001", True),
+        ("http://127.9.9.9:1/prefix", True),
+        ("http://10.0.0.1:8001", False),
+        ("http://evil.example:8001", False),
+        ("http://127.0.0.1.evil.example:8001", False),
+    ],
+)
+def test_by_default_only_loopback_peers_are_redirect_targets(url, allowed):
+    assert routing.peer_allowed(from_environ({}), url) is allowed
+
+
+def test_allowed_hosts_default_to_the_advertised_host_and_loopback():
+    hosts = default_hosts(from_environ({"KVSTORE_ADVERTISED_URL": "http://kv-a:8000"}))
+    assert hosts == ["kv-a", "localhost", "127.0.0.1", "[::1]"]
+    ipv6 = default_hosts(
+        from_environ({"KVSTORE_ADVERTISED_URL": "http://[fd00::1]:80"})
+    )
+    assert ipv6[0] == "[fd00::1]"
+
+
+def test_the_debug_error_page_never_shows_the_sasl_password(settings, rf):
+    secret = "s3cret-sasl-pass"
+    settings.DEBUG = True
+    settings.KVSTORE = from_environ(
+        {
+            "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "KAFKA_SASL_MECHANISM": "PLAIN",
+            "KAFKA_SASL_USERNAME": "kv",
+            "KAFKA_SASL_PASSWORD": secret,
+        }
+    )
+    assert settings.KVSTORE.security.sasl_password == secret
+    page = _debug_page(rf.get("/"), settings.KVSTORE)
+    assert "boom" in page and "KVSTORE" in page and "sasl_username" in page
+    assert "sasl_plain_password" in page and secret not in page
+
+
+def _debug_page(request, store):
+    """Django's DEBUG 500 page for an error in a frame holding the settings and a Kafka
+    client's configuration (the secret is in neither frame's own variables)."""
+    import sys
+
+    from django.views.debug import technical_500_response
+
+    def failing(store):
+        config = {"sasl_plain_password": store.security.sasl_password}  # noqa: F841
+        raise RuntimeError("boom")
+
+    try:
+        failing(store)
+    except RuntimeError:
+        return technical_500_response(request, *sys.exc_info()).content.decode()

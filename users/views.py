@@ -4,10 +4,9 @@ import dataclasses
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.reverse import reverse
 
 from kvstore.api import schema
-from kvstore.api.views import NamespaceViewSet
+from kvstore.api.views import NamespaceViewSet, link, require_body
 from users.serializers import UserSerializer
 
 CREATED_LOCATION = schema.header(
@@ -37,12 +36,15 @@ class UserViewSet(NamespaceViewSet):
         return UserSerializer(*args, **kwargs)
 
     def to_value(self, request, partial=False):
+        require_body(request)
         serializer = UserSerializer(data=request.data, partial=partial)
         serializer.is_valid(raise_exception=True)
         return dict(serializer.validated_data)
 
     def merge(self, current, value, partial):
-        return {**current.value, **value} if partial and current is not None else value
+        if partial and current is not None and isinstance(current.value, dict):
+            return {**current.value, **value}
+        return value
 
     def write_condition(self, condition, partial):
         # Users are created only by POST: PUT and PATCH change an existing user (404
@@ -50,7 +52,11 @@ class UserViewSet(NamespaceViewSet):
         return dataclasses.replace(condition, exists=True)
 
     def represent(self, entry):
-        return {"id": entry.key, **entry.value}
+        # A record written by another Kafka client may hold any JSON value, and its
+        # own "id": the key is the id, and a value that is no object is shown as it is.
+        if not isinstance(entry.value, dict):
+            return {"id": entry.key, "value": entry.value}
+        return {"id": entry.key, **{k: v for k, v in entry.value.items() if k != "id"}}
 
     def represent_listed(self, entry):
         return self.represent(entry)
@@ -70,7 +76,7 @@ class UserViewSet(NamespaceViewSet):
         value = self.to_value(request)
         key = self.repository.new_key(self.namespace)
         result = self.repository.put(self.namespace, key, value)
-        location = reverse("users-detail", kwargs={"key": key}, request=request)
+        location = link("users-detail", key=key)
         return self.written(
             result, status.HTTP_201_CREATED, headers={"Location": location}
         )

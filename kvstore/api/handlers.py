@@ -1,15 +1,22 @@
 """How errors become HTTP answers: DRF's exception handler, the 307 to a key's owner
-with its hop bound, and the JSON bodies of Django's own 404 and 500."""
+with its hop bound, and the JSON bodies of Django's own 400, 403, 404, 405 and 500."""
 
-from django.core.exceptions import RequestDataTooBig
-from django.http import JsonResponse
-from rest_framework.exceptions import APIException, ValidationError
+from django.core.exceptions import (
+    DisallowedHost,
+    PermissionDenied as DjangoPermissionDenied,
+    RequestDataTooBig,
+)
+from django.http import Http404, JsonResponse
+from django.views.debug import SafeExceptionReporterFilter
+from rest_framework import exceptions
+from rest_framework.exceptions import APIException, ParseError, ValidationError
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from kvstore.api import redirects
 from kvstore.errors import BodyTooLarge, NotOwner, NotServing, StoreError
 
 MAX_HOPS = 2
-HOP_PARAM = "_hop"
+HOP_PARAM = redirects.HOP_PARAM
 
 
 def exception_handler(exc, context):
@@ -17,10 +24,14 @@ def exception_handler(exc, context):
     field errors) and the store's errors' headers and data added."""
     if isinstance(exc, RequestDataTooBig):
         exc = BodyTooLarge()
+    # DRF answers these two with a body of only "detail"; ours carry a code too.
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
     location = None
     if isinstance(exc, NotOwner):
-        request = context["request"]
-        exc, location = redirect_or_loop(exc, request.path, request.query_params)
+        exc, location = redirect_or_loop(exc, context["request"])
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -41,13 +52,14 @@ def exception_handler(exc, context):
     return response
 
 
-def redirect_or_loop(exc, path, query_params):
+def redirect_or_loop(exc, request):
     """(NotOwner, its Location with the hop count raised), or past MAX_HOPS (a
     NotServing 503, None): instances whose views of the group disagree must not bounce a
-    client between them forever."""
-    query = query_params.copy()
-    hops = query.get(HOP_PARAM, "0")
-    hops = int(hops) if hops.isascii() and hops.isdigit() else MAX_HOPS
+    client between them forever. A malformed hop count is (ParseError, None)."""
+    try:
+        hops = redirects.hop_count(request)
+    except ParseError as malformed:
+        return malformed, None
     if hops >= MAX_HOPS:
         loop = NotServing(
             f"Partition {exc.partition} is changing owners (redirected {hops} times); "
@@ -56,8 +68,7 @@ def redirect_or_loop(exc, path, query_params):
             partition=exc.partition,
         )
         return loop, None
-    query[HOP_PARAM] = str(hops + 1)
-    return exc, f"{exc.owner}{path}?{query.urlencode()}"
+    return exc, redirects.location(exc.owner, request, hops + 1)
 
 
 def error_body(exc):
@@ -68,8 +79,9 @@ def error_body(exc):
 
 
 def json_response(exc, location=None):
-    """An APIException (a StoreError, or DRF's 401 and 403 with the challenge in
-    `auth_header`) as the JSON response the DRF handler makes, for code before DRF."""
+    """An APIException (a StoreError's headers and data included, or DRF's 401 and 403
+    with the challenge in `auth_header`) as the JSON response the DRF handler makes,
+    for code before DRF."""
     extra = getattr(exc, "extra", {})
     response = JsonResponse({**error_body(exc), **extra}, status=exc.status_code)
     for name, value in getattr(exc, "headers", {}).items():
@@ -87,11 +99,50 @@ def json_response(exc, location=None):
     return response
 
 
+def bad_request(request, exception=None):
+    """Django's 400: a disallowed Host header, or another request Django refuses."""
+    if isinstance(exception, DisallowedHost):
+        return _error(
+            400, "disallowed_host", "This server does not answer for that Host."
+        )
+    return _error(400, "bad_request", "The request is malformed.")
+
+
+def permission_denied(request, exception=None):
+    return _error(403, "permission_denied", "Permission denied.")
+
+
+def method_not_allowed(request, allowed):
+    """405 for a plain Django view, with the Allow header."""
+    response = _error(
+        405, "method_not_allowed", f'Method "{request.method}" not allowed.'
+    )
+    response["Allow"] = ", ".join(allowed)
+    return response
+
+
 def not_found(request, exception=None):
-    return JsonResponse({"code": "not_found", "detail": "No such URL."}, status=404)
+    return _error(404, "not_found", "No such URL.")
 
 
 def server_error(request):
-    return JsonResponse(
-        {"code": "server_error", "detail": "Internal error."}, status=500
-    )
+    return _error(500, "server_error", "Internal error.")
+
+
+def _error(status_code, code, detail):
+    response = JsonResponse({"code": code, "detail": detail}, status=status_code)
+    # Some of these are answered outside the middleware that would set it.
+    response["Content-Length"] = str(len(response.content))
+    return response
+
+
+class SafeReporterFilter(SafeExceptionReporterFilter):
+    """Django's filter for the DEBUG error page, which also hides passwords and keys
+    inside dictionaries held by local variables (a Kafka client's configuration). The
+    settings' own repr leaves the SASL password out (`kvstore.conf.KafkaSecurity`)."""
+
+    def cleanse_special_types(self, request, value):
+        value = super().cleanse_special_types(request, value)
+        if isinstance(value, dict):
+            return self.cleanse_setting("", value)
+        return value

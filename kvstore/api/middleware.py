@@ -3,18 +3,19 @@ answered with its 307 before Django REST framework runs, so the redirect costs t
 non-owner as little as possible. With KVSTORE_AUTH=required the caller's key and role
 are checked first, so an anonymous client learns nothing, not even the owner. Everything
 else (every error included) goes on to the views, which route again inside their own
-read of the cache."""
+read of the cache. Requests the store cannot honour as sent are refused here, before
+anything reads them (`refuse`)."""
 
 import re
 
 from rest_framework import status
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, UnsupportedMediaType
 
 from kvstore import routing
-from kvstore.api import auth
+from kvstore.api import auth, redirects
 from kvstore.api.handlers import json_response, redirect_or_loop
 from kvstore.conf import store_settings
-from kvstore.errors import NotOwner, StoreError
+from kvstore.errors import LengthRequired, NotOwner, StoreError
 from kvstore.repository import get_repository
 
 
@@ -35,6 +36,9 @@ class RedirectToOwnerMiddleware:
 
     def __call__(self, request):
         match = self._item(request.path_info)
+        refused = refuse(request, item=match is not None)
+        if refused is not None:
+            return json_response(refused)
         if match is not None:
             owner = self._owner(match["ns"], match["key"])
             if owner is not None:
@@ -42,9 +46,7 @@ class RedirectToOwnerMiddleware:
                 if refused is not None:
                     return refused
                 redirect = NotOwner(owner.owner, owner.partition)
-                return json_response(
-                    *redirect_or_loop(redirect, request.path, request.GET)
-                )
+                return json_response(*redirect_or_loop(redirect, request))
         return self.get_response(request)
 
     @staticmethod
@@ -67,3 +69,27 @@ class RedirectToOwnerMiddleware:
         except StoreError:
             return None
         return placement if placement.owner is not None else None
+
+
+def refuse(request, item):
+    """The error for a request that cannot be honoured as sent, or None. `item`: the
+    path names one key."""
+    # A disallowed Host raises DisallowedHost here (a JSON 400), as on every other path.
+    request.get_host()
+    if "HTTP_TRANSFER_ENCODING" in request.META:
+        # Django reads a body only as far as Content-Length: a chunked one would be
+        # taken as empty and the request half done.
+        return LengthRequired()
+    if request.META.get("HTTP_CONTENT_ENCODING", "").strip() not in ("", "identity"):
+        # A compressed body would be parsed (or stored) as if it were plain JSON.
+        return UnsupportedMediaType(
+            request.content_type,
+            "Request bodies must not be compressed (Content-Encoding).",
+        )
+    if item:
+        try:
+            redirects.check_path_is_utf8(request)
+            redirects.hop_count(request)
+        except APIException as error:
+            return error
+    return None

@@ -4,7 +4,10 @@ the cluster and peer endpoints, and health endpoints."""
 import time
 from urllib.parse import urlencode
 
+import re
+
 from django.urls import NoReverseMatch
+from django.urls import reverse as url_path
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import (
@@ -15,41 +18,71 @@ from rest_framework.decorators import (
 from rest_framework.exceptions import NotFound, ParseError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
-from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
 from kvstore import cache, cluster, keys, lease, routing, writes
 from kvstore.api import schema, shapes
 from kvstore.conf import NAMESPACES, store_settings
+from kvstore.errors import InvalidRequest
 from kvstore.repository import ANY, Condition, get_repository
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
 
 
-def whole_number(text):
-    """Whether `text` is a number int() takes: ASCII digits only ('²' is a digit)."""
-    return text.isascii() and text.isdigit()
+# ASCII digits only: str.isdigit() is true for "²" and "①" too, which int() refuses.
+_NUMBER = re.compile(r"[0-9]{1,9}")
+_ENTITY_TAG = re.compile(r'(W/)?"[\x21\x23-\x7e\x80-\xff]*"')
 
 
 def parse_condition(request):
-    """The write's precondition from If-Match / If-None-Match."""
-    if_none_match = request.headers.get("If-None-Match", "").strip()
-    if if_none_match and if_none_match != ANY:
-        raise ParseError("Writes accept only If-None-Match: *")
-    if_match = tuple(
-        tag.strip()
-        for tag in request.headers.get("If-Match", "").split(",")
-        if tag.strip()
+    """The write's precondition from If-Match / If-None-Match. A header that is sent
+    but says nothing usable is refused: taken as absent, it would make the write
+    unconditional."""
+    if_none_match = request.headers.get("If-None-Match")
+    if if_none_match is not None and if_none_match.strip() != ANY:
+        raise InvalidRequest(
+            "Writes accept only If-None-Match: *", code="invalid_precondition"
+        )
+    if_match = request.headers.get("If-Match")
+    tags = () if if_match is None else _entity_tags(if_match)
+    return Condition(if_match=tags, absent=if_none_match is not None)
+
+
+def _entity_tags(header):
+    """The entity tags of an If-Match header: "*" or a list of quoted tags."""
+    tags = tuple(tag.strip() for tag in header.split(",") if tag.strip())
+    if tags == (ANY,) or (tags and all(map(_ENTITY_TAG.fullmatch, tags))):
+        return tags
+    raise InvalidRequest(
+        'If-Match must be * or a list of quoted versions like "0-41".',
+        code="invalid_precondition",
     )
-    return Condition(if_match=if_match, absent=bool(if_none_match))
+
+
+def parse_number(request, name, default, minimum, maximum):
+    """A whole-number query parameter from `minimum` to `maximum`; ParseError
+    otherwise."""
+    raw = request.query_params.get(name, str(default))
+    if not _NUMBER.fullmatch(raw) or not minimum <= int(raw) <= maximum:
+        raise ParseError(f"{name} must be a whole number from {minimum} to {maximum}.")
+    return int(raw)
 
 
 def parse_limit(request, maximum=MAX_PAGE):
-    raw = request.query_params.get("limit", str(DEFAULT_PAGE))
-    if not whole_number(raw) or not 1 <= int(raw) <= maximum:
-        raise ParseError(f"limit must be a whole number from 1 to {maximum}.")
-    return int(raw)
+    return parse_number(request, "limit", DEFAULT_PAGE, 1, maximum)
+
+
+def require_body(request):
+    """ParseError for a write without a body: no JSON value is no change to make."""
+    if not request.body:
+        raise ParseError("The request body must be a JSON value.")
+
+
+def link(name, **kwargs):
+    """The absolute URL of a named route on this instance, from its advertised URL,
+    never from the request's Host header."""
+    return store_settings().advertised_url + url_path(name, kwargs=kwargs or None)
 
 
 class NamespaceViewSet(viewsets.ViewSet):
@@ -69,8 +102,7 @@ class NamespaceViewSet(viewsets.ViewSet):
 
     def to_value(self, request, partial=False):
         """The validated value (or, when `partial`, the fields to change)."""
-        if not request.body:
-            raise ParseError("The request body must be a JSON value.")
+        require_body(request)
         return request.data
 
     def merge(self, current, value, partial):
@@ -96,7 +128,7 @@ class NamespaceViewSet(viewsets.ViewSet):
         page = self.repository.list(self.namespace, after, limit)
         next_url = None
         if page.after is not None:
-            base = reverse(f"{self.basename}-list", request=request)
+            base = link(f"{self.basename}-list")
             next_url = f"{base}?{urlencode({'after': page.after, 'limit': limit})}"
         results = [self.represent_listed(entry) for entry in page.entries]
         return Response({"results": results, "next": next_url})
@@ -188,7 +220,7 @@ class ApiRootView(APIView):
         links = {}
         for name, url_name in url_names.items():
             try:
-                links[name] = reverse(url_name, request=request)
+                links[name] = link(url_name)
             except NoReverseMatch:  # a namespace the project does not mount
                 continue
         return Response(links)
@@ -227,7 +259,7 @@ class PartitionEntriesView(APIView):
             raise NotFound("No such namespace.")
         raw = request.query_params.get("partitions", "")
         parts = raw.split(",")
-        if not all(whole_number(part) for part in parts):
+        if not all(_NUMBER.fullmatch(part) for part in parts):
             raise ParseError(
                 "partitions must be a comma-separated list of partition numbers."
             )
@@ -260,7 +292,9 @@ class ClusterView(APIView):
 
     @extend_schema(responses={status.HTTP_200_OK: shapes.CLUSTER})
     def get(self, request):
-        return Response(cluster.describe(get_repository().reader, store_settings()))
+        settings = store_settings()
+        admin = cluster.shared_admin(settings)
+        return Response(cluster.describe(get_repository().reader, settings, admin))
 
 
 @extend_schema(responses={status.HTTP_200_OK: {"type": "object"}})
@@ -286,7 +320,8 @@ def healthz(request):
 def readyz(request):
     """200 only when this instance can answer for every key: its consumer process runs
     and holds the membership lease, every partition it holds is restored, every other
-    partition has a known owner, and its writes to Kafka are not failing."""
+    partition has a known owner this instance may redirect to, and its writes to Kafka
+    are not failing."""
     repository = get_repository()
     settings = store_settings()
     described = cluster.describe(repository.reader, settings)
@@ -297,6 +332,7 @@ def readyz(request):
     ]
     unowned = [int(p) for p, owner in described["owners"].items() if owner is None]
     consumer = described["consumer"]
+    refused = described["refused_owners"]
     joined = described["generation"] is not None
     failing = writes.Health(writes.path_for(settings.cache_path)).failing_since(
         alive=lease.process_alive
@@ -308,17 +344,22 @@ def readyz(request):
         and joined
         and not restoring
         and not unowned
+        and not refused
         and not writes_failing
     )
     body = {
         "ready": ready,
         "consumer_alive": consumer["alive"],
+        "consumer_error": consumer["last_error"],
         "lease": consumer["lease"],
         "generation": described["generation"],
         "partitions": len(described["local"]),
         "restoring": restoring,
         "unowned": unowned,
         "writes_failing_since": failing,
+        # Partitions whose owner advertises a URL this instance may not redirect to
+        # (KVSTORE_PEER_ALLOWLIST): every request for them is a 503 here.
+        "refused_owners": refused,
     }
     code = status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE
     return Response(body, status=code)

@@ -8,6 +8,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from kvstore.errors import StoreUnavailable
 from kvstore.log.common import client_config, translated as _translated
+from kvstore.partitioner import partition_of_bytes
 
 
 class BulkProducer:
@@ -73,7 +74,8 @@ def read_latest(settings, topic, timeout_s=300):
                     )
                 for records in consumer.poll(timeout_ms=500).values():
                     for record in records:
-                        latest[record.key] = record.value
+                        if _placed(record, len(partitions)):
+                            latest[record.key] = record.value
         return {
             key: value
             for key, value in latest.items()
@@ -81,3 +83,11 @@ def read_latest(settings, topic, timeout_s=300):
         }
     finally:
         consumer.close()
+
+
+def _placed(record, partitions):
+    """Whether a record is on its key's partition (a misplaced one counts nowhere, as in
+    the consumer's `kvstore.apply.classify`)."""
+    return record.key is None or (
+        partition_of_bytes(record.key, partitions) == record.partition
+    )
