@@ -507,11 +507,18 @@ def query_cases():
                 f"/api/internal/entries/kv?partitions=0&limit={raw}",
             )
         )
-    for i, raw in enumerate(
-        BAD_NUMBERS[2:] + ["1,,2", "1;2", "0,-1", "99", "0,99", "0,%C2%B2"]
-    ):
+    for i, raw in enumerate(BAD_NUMBERS[2:] + ["1,,2", "1;2", "0,-1", "0,%C2%B2"]):
         cases.append(
             Case(f"partitions-{i}", "GET", f"/api/internal/entries/kv?partitions={raw}")
+        )
+    for i, raw in enumerate(["99", "0,99", "99999999"]):  # past the topic's count
+        cases.append(
+            Case(
+                f"partitions-beyond-{i}",
+                "GET",
+                f"/api/internal/entries/kv?partitions={raw}",
+                code="invalid_partition",
+            )
         )
     for i, raw in enumerate(
         [

@@ -33,5 +33,5 @@ urlpatterns = [
         name="partition-entries",
     ),
     path("healthz", views.healthz, name="healthz"),
-    path("readyz", views.readyz, name="readyz"),
+    path("readyz", views.ready, name="readyz"),
 ]

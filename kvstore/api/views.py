@@ -10,11 +10,6 @@ from django.urls import NoReverseMatch
 from django.urls import reverse as url_path
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
-from rest_framework.decorators import (
-    api_view,
-    authentication_classes,
-    permission_classes,
-)
 from rest_framework.exceptions import NotFound, ParseError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -297,27 +292,22 @@ class ClusterView(APIView):
         return Response(cluster.describe(get_repository().reader, settings, admin))
 
 
-@extend_schema(responses={status.HTTP_200_OK: {"type": "object"}})
-@api_view(["GET"])
-@authentication_classes([])
-@permission_classes([AllowAny])  # probes carry no key
-def healthz(request):
-    """The process is alive."""
-    return Response({"status": "ok"})
+class ProbeView(APIView):
+    """A health probe: no key (probes carry none), GET and HEAD only."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    http_method_names = ["get", "head"]
 
 
-@extend_schema(
-    responses={
-        status.HTTP_200_OK: shapes.READY,
-        status.HTTP_503_SERVICE_UNAVAILABLE: OpenApiResponse(
-            shapes.READY, description="Not ready: the body says why."
-        ),
-    }
-)
-@api_view(["GET"])
-@authentication_classes([])
-@permission_classes([AllowAny])
-def readyz(request):
+class HealthView(ProbeView):
+    @extend_schema(responses={status.HTTP_200_OK: {"type": "object"}})
+    def get(self, request):
+        """The process is alive."""
+        return Response({"status": "ok"})
+
+
+def readiness(request):
     """200 only when this instance can answer for every key: its consumer process runs
     and holds the membership lease, every partition it holds is restored, every other
     partition has a known owner this instance may redirect to, and its writes to Kafka
@@ -363,3 +353,20 @@ def readyz(request):
     }
     code = status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE
     return Response(body, status=code)
+
+
+class ReadyView(ProbeView):
+    @extend_schema(
+        responses={
+            status.HTTP_200_OK: shapes.READY,
+            status.HTTP_503_SERVICE_UNAVAILABLE: OpenApiResponse(
+                shapes.READY, description="Not ready: the body says why."
+            ),
+        }
+    )
+    def get(self, request):
+        return readiness(request)
+
+
+healthz = HealthView.as_view()
+ready = ReadyView.as_view()
