@@ -2,9 +2,12 @@
 clean history that passes, and one history per violation kind that the checker must
 see."""
 
+import io
 import json
+import re
 
 import pytest
+from django.core.management import CommandError, call_command
 
 from kvstore.checker import analysis, history, report
 from kvstore.checker.history import FinalRead, History, Op, Record
@@ -172,8 +175,24 @@ def test_two_acknowledged_writes_on_one_if_match_are_a_double_cas():
     )
     built.history.ops[:] = [op for op in built.history.ops if op.start < 3.2]
     findings = built.findings()
-    assert findings.counts == {"double_cas": 1}, findings.examples
+    assert findings.counts == {"double_cas": 1, "lost_update": 1}, findings.examples
     assert "w2 was also acknowledged" in findings.examples["double_cas"][0]
+    assert "on 0-4" in findings.examples["lost_update"][0]
+
+
+@pytest.mark.parametrize("status", [202, 504, None])
+def test_a_conditional_write_that_landed_on_another_version_is_a_lost_update(status):
+    """A deposed owner judged If-Match on its stale cache and wrote an unconditional
+    record: whatever it answered, the update it based on is lost."""
+    built = (
+        clean()
+        .write("x", 8, 9, status, "0-5" if status else None, if_match="0-1")
+        .record(5, "x")
+        .final(200, "0-5", "x")
+    )
+    findings = built.findings()
+    assert findings.counts == {"lost_update": 1}, findings.examples
+    assert "took effect at 0-5 on 0-4" in findings.examples["lost_update"][0]
 
 
 def test_a_final_state_that_differs_from_the_log_is_a_violation():
@@ -231,3 +250,21 @@ def test_a_history_file_reads_back_the_same(tmp_path):
     assert loaded.ops == built.history.ops and loaded.records == built.history.records
     assert loaded.faults[0].detail == "node 2" and loaded.meta == {"keys": ["k"]}
     assert analysis.analyze(loaded).violations == 0
+
+
+def test_the_command_judges_a_saved_history_and_exits_1_on_a_violation(tmp_path):
+    path = tmp_path / "history.jsonl"
+    built = clean().read("x", 3.2, 3.4, 200, "0-0", "w1")  # a stale read
+    saved = History(path, built.history.meta)
+    for op in built.history.ops:
+        saved.record(op)
+    saved.add_records(built.history.records)
+    saved.add_finals(built.history.finals)
+    saved.close()
+    out = io.StringIO()
+    with pytest.raises(CommandError) as failed:
+        call_command("kvstore_check", analyze=str(path), stdout=out)
+    assert failed.value.returncode == 1 and "1 consistency violation" in str(
+        failed.value
+    )
+    assert re.search(r"stale_read +1 ", out.getvalue()) and "FAIL" in out.getvalue()

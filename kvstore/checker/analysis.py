@@ -20,6 +20,8 @@ KINDS = {
     "false_404": "a 404 for a key that had a write acknowledged (or read) before the "
     "read started",
     "double_cas": "two acknowledged writes with the same If-Match on one key",
+    "lost_update": "a conditional write that took effect in the log on another version "
+    "than its If-Match",
     "phantom": "a 503 ('nothing written') whose value is in the topic",
     "rejected_applied": "a 412 whose record took effect in the log",
     "final_state": "after the run, a strong read that differs from the log's final state",
@@ -102,6 +104,8 @@ class _Checks:
             self.found.add("phantom", self.describe(op, f"in the topic at {where}"))
         elif outcome == h.REJECTED and any(r.effect for r in records):
             self.found.add("rejected_applied", self.describe(op, "took effect"))
+        if op.if_match and outcome != h.REJECTED:
+            self._condition_held(op, records)
         if outcome in (h.UNKNOWN, h.ACCEPTED):
             landed = (
                 "took effect"
@@ -109,6 +113,18 @@ class _Checks:
                 else ("rejected by the log" if records else "not in the topic")
             )
             self.found.notes[f"{outcome} write: {landed}"] += 1
+
+    def _condition_held(self, op, records):
+        """A conditional write that took effect must have found its If-Match version
+        current in the log (whatever its answer said)."""
+        wanted = None if op.if_match == ABSENT else parse_version(op.if_match)
+        for record in records:
+            if record.effect and record.previous != wanted:
+                found = (
+                    "absent" if record.previous is None else "%d-%d" % record.previous
+                )
+                why = f"took effect at {record.partition}-{record.offset} on {found}"
+                self.found.add("lost_update", self.describe(op, why))
 
     def _durable(self, op, require_effect):
         version = parse_version(op.etag)
@@ -205,10 +221,12 @@ class _Checks:
     # After the run
 
     def final(self, finals, keys):
+        """Every key read after the run, and every key the log holds records of, must
+        read as the log's final state."""
         answers = {final.key: final for final in finals}
         if not answers:
             return
-        for key in sorted(keys):
+        for key in sorted(set(answers) | set(self.log.effective)):
             expected = self.log.final.get(key)
             got = answers.get(key)
             if got is None:

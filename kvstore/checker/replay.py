@@ -28,6 +28,7 @@ class Replayed:
     condition: str | None  # the kvstore-if header, None when unconditional
     reassert: bool
     effect: bool
+    previous: tuple | None  # the key's version just before it (None: absent)
 
     @property
     def version(self):
@@ -93,7 +94,8 @@ def replay(records, keys=None):
             continue
         condition = record.headers.get(IF_HEADER)
         reassert = record.headers.get(REASSERT_HEADER) == "1"
-        effect = holds(condition, current.get(record.key))
+        previous = current.get(record.key)
+        effect = holds(condition, previous)
         replayed = Replayed(
             record.partition,
             record.offset,
@@ -103,6 +105,7 @@ def replay(records, keys=None):
             condition,
             reassert,
             effect,
+            previous,
         )
         result.by_version[replayed.version] = replayed
         if replayed.op is not None and not reassert:

@@ -11,7 +11,8 @@ from kvstore.checker.analysis import KINDS
 @dataclasses.dataclass
 class FaultFigures:
     """What clients saw of one fault. `recovery_s`: from the heal until the last failed
-    answer to an operation started after it (0: none failed after the heal)."""
+    answer to an operation started after it (and before the next fault; 0: none failed
+    after the heal)."""
 
     name: str
     detail: str
@@ -62,13 +63,19 @@ def verdict(history, findings):
         (op.kind, op.status if op.status is not None else op.error, op.code or "")
         for op in ops
     )
-    faults = [_fault_figures(ops, fault, t0) for fault in history.faults if fault.end]
+    healed = sorted((f for f in history.faults if f.end), key=lambda f: f.start)
+    faults = [
+        _fault_figures(ops, fault, t0, later.start if later else None)
+        for fault, later in zip(healed, healed[1:] + [None])
+    ]
     return Verdict(findings, len(ops), t1 - t0, answers, faults)
 
 
-def _fault_figures(ops, fault, t0):
+def _fault_figures(ops, fault, t0, next_fault):
+    """Figures of one fault; what happens from the next fault on is that one's."""
+    until = next_fault if next_fault is not None else float("inf")
     during = [op for op in ops if fault.start <= op.start <= fault.end]
-    after = [op for op in ops if op.start >= fault.end and not op.available]
+    after = [op for op in ops if fault.end <= op.start < until and not op.available]
     writes_after = [op for op in after if op.kind == "write"]
     recovery = max((op.end - fault.end for op in after), default=0.0)
     return FaultFigures(

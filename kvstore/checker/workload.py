@@ -20,15 +20,16 @@ MAX_HOPS = 2
 
 class KeyPlan:
     """`per_partition` keys of every partition live from the start; then one more key
-    per partition every `fresh_every` seconds (so some keys are first written while a
-    fault lasts, where a false 404 would show), up to `fresh_per_partition` each."""
+    every `fresh_every` seconds, the partitions in turn (so some keys are first written
+    while a fault lasts, where a false 404 would show), up to `fresh_per_partition`
+    more per partition."""
 
     def __init__(
         self,
         prefix,
         partitions,
         per_partition=3,
-        fresh_per_partition=6,
+        fresh_per_partition=4,
         fresh_every=4.0,
     ):
         buckets = {p: [] for p in range(partitions)}
@@ -41,15 +42,15 @@ class KeyPlan:
             if all(len(b) == wanted for b in buckets.values()):
                 break
         self.initial = [k for b in buckets.values() for k in b[:per_partition]]
-        waves = zip(*(b[per_partition:] for b in buckets.values()))
-        self.fresh = [list(wave) for wave in waves]
+        self.fresh = [k for wave in zip(*buckets.values()) for k in wave][
+            per_partition * partitions :
+        ]
         self.fresh_every = fresh_every
-        self.keys = self.initial + [k for wave in self.fresh for k in wave]
+        self.keys = self.initial + self.fresh
 
     def active(self, elapsed):
         """The keys in play `elapsed` seconds into the run."""
-        waves = min(len(self.fresh), int(elapsed / self.fresh_every))
-        return self.initial + [k for wave in self.fresh[:waves] for k in wave]
+        return self.initial + self.fresh[: int(elapsed / self.fresh_every)]
 
 
 class Answer:

@@ -1,0 +1,150 @@
+"""The consistency checker against real faults, short versions (bench/faults runs the
+full matrix, longer and several times): a 3-node Kafka cluster (replication factor 3,
+min.insync.replicas 2), three store instances, concurrent clients through all of them,
+one fault per test; the checker must find no violation.
+
+Several of these fail on the store as it is and await the safety fixes of issue 9 (the
+log decides conditions, membership leases, honest unknown outcomes, draining stops):
+they are marked xfail(strict=False) for now, failing only on the checker's assertions.
+"""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from kvstore.checker import report
+from tests.faults import scenarios
+from tests.faults.brokers import BrokerCluster
+from tests.faults.cluster import StoreCluster
+from tests.instances import PYTHON, ROOT, environment
+
+pytestmark = pytest.mark.faults
+
+# Temporary: the lead flips these once the safety fixes are merged.
+AWAITS_SAFETY_FIXES = pytest.mark.xfail(
+    raises=AssertionError,
+    strict=False,
+    reason="awaits the safety fixes of issue 9",
+)
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0, reason="network namespaces need root"
+)
+
+
+@pytest.fixture(scope="module")
+def fault_cluster(tmp_path_factory):
+    """One 3-node Kafka cluster and one store of three instances for every fault
+    (each run has keys of its own); instance 0 in a network namespace when root."""
+    brokers = BrokerCluster(nodes=3).start()
+    try:
+        directory = tmp_path_factory.mktemp("faults")
+        store = StoreCluster(brokers, directory, isolate=os.geteuid() == 0)
+        try:
+            yield store.start()
+        finally:
+            store.stop()
+    finally:
+        brokers.stop()
+
+
+def run(name, cluster, tmp_path):
+    outcome = scenarios.run(name, cluster, history_path=str(tmp_path / f"{name}.jsonl"))
+    print(explain(outcome))
+    return outcome
+
+
+def explain(outcome):
+    return (
+        f"{outcome.name}: {report.render(outcome.verdict)}\n"
+        f"figures: {outcome.figures}\nhistory: {outcome.history_path}"
+    )
+
+
+def test_kvstore_check_passes_on_a_healthy_cluster(fault_cluster, tmp_path):
+    """The management command against a deployment without faults: a verdict, exit 0,
+    and a history that analyses the same offline."""
+    history = tmp_path / "healthy.jsonl"
+    command = [PYTHON, "manage.py", "kvstore_check", "--seconds", "4"]
+    for url in fault_cluster.client_urls:
+        command += ["--url", url]
+    checked = subprocess.run(
+        command + ["--history", str(history)],
+        cwd=ROOT,
+        env=environment(fault_cluster.settings),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "PASS: no violations" in checked.stdout
+    operations = int(checked.stdout.split(" operations")[0].split()[-1])
+    assert operations > 10, checked.stdout
+    again = subprocess.run(
+        [PYTHON, "manage.py", "kvstore_check", "--analyze", str(history), "--json"],
+        cwd=ROOT,
+        env=environment(fault_cluster.settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 0, again.stderr
+    verdict = json.loads(again.stdout)
+    assert verdict["ok"] and verdict["ops"] == operations
+
+
+@AWAITS_SAFETY_FIXES
+def test_an_instance_paused_past_the_session_timeout(fault_cluster, tmp_path):
+    outcome = run("pause", fault_cluster, tmp_path)
+    assert outcome.verdict.ok, explain(outcome)
+    assert outcome.figures["acked_for_moved"] == 0, explain(outcome)
+
+
+@AWAITS_SAFETY_FIXES
+def test_a_consumer_paused_past_the_session_timeout(fault_cluster, tmp_path):
+    outcome = run("consumer-pause", fault_cluster, tmp_path)
+    assert outcome.verdict.ok, explain(outcome)
+
+
+@needs_root
+@AWAITS_SAFETY_FIXES
+def test_an_instance_partitioned_from_brokers_and_peers(fault_cluster, tmp_path):
+    outcome = run("partition", fault_cluster, tmp_path)
+    assert outcome.verdict.ok, explain(outcome)
+
+
+@AWAITS_SAFETY_FIXES
+def test_a_broker_stalled(fault_cluster, tmp_path):
+    outcome = run("broker-stall", fault_cluster, tmp_path)
+    assert outcome.verdict.ok, explain(outcome)
+    (fault,) = outcome.verdict.faults
+    assert fault.write_recovery_s <= 5, explain(outcome)
+
+
+@AWAITS_SAFETY_FIXES
+def test_a_rolling_restart(fault_cluster, tmp_path):
+    outcome = run("rolling-restart", fault_cluster, tmp_path)
+    assert outcome.verdict.ok, explain(outcome)
+
+
+@AWAITS_SAFETY_FIXES
+def test_a_consumer_killed_and_restarted(fault_cluster, tmp_path):
+    outcome = run("consumer-kill", fault_cluster, tmp_path)
+    assert outcome.verdict.ok, explain(outcome)
+    (fault,) = outcome.verdict.faults
+    assert fault.recovery_s <= 2, explain(outcome)
+
+
+def test_gunicorn_workers_killed(fault_cluster, tmp_path):
+    outcome = run("worker-kill", fault_cluster, tmp_path)
+    assert outcome.verdict.ok, explain(outcome)
+
+
+# Last: the killed broker is restarted but not waited for (see scenarios.run).
+@AWAITS_SAFETY_FIXES
+def test_a_broker_killed(fault_cluster, tmp_path):
+    outcome = run("broker-kill", fault_cluster, tmp_path)
+    assert outcome.verdict.ok, explain(outcome)
+    (fault,) = outcome.verdict.faults
+    assert fault.write_recovery_s <= 5, explain(outcome)
