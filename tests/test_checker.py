@@ -268,3 +268,10 @@ def test_the_command_judges_a_saved_history_and_exits_1_on_a_violation(tmp_path)
         failed.value
     )
     assert re.search(r"stale_read +1 ", out.getvalue()) and "FAIL" in out.getvalue()
+
+
+def test_a_202_without_its_version_must_still_be_in_the_topic():
+    durable = clean().write("x", 8, 9, 202, code="accepted_undecided", if_match="0-4")
+    assert durable.findings().counts == {"lost_ack": 1}
+    durable.record(5, "x", kvstore_if="0-3")  # there, and rejected: undecided is fine
+    assert durable.findings().violations == 0

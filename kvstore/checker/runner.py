@@ -12,6 +12,7 @@ import requests
 from kvstore import log
 from kvstore.checker import analysis, report, workload
 from kvstore.checker.history import History, Record
+from kvstore.checker.replay import replay
 
 
 class CheckRun:
@@ -88,21 +89,33 @@ class CheckRun:
     def stop(self):
         self.workload.stop()
 
-    def verify(self, final_deadline_s=60.0):
-        """Read every key back and the topic, analyse; a report.Verdict."""
+    def verify(self, final_deadline_s=60.0, settle_s=10.0):
+        """Read every key the run touched back through the API, then the topic, and
+        analyse; a report.Verdict."""
         touched = sorted({op.key for op in self.history.ops})
-        finals = workload.final_reads(
-            self.urls, touched, self.namespace, final_deadline_s
-        )
+        finals, records = self._final_state(touched, final_deadline_s, settle_s)
         self.history.add_finals(finals)
-        keys = set(self.plan.keys)
-        records = [
-            record for record in map(_record, self._read_topic()) if record.key in keys
-        ]
         self.history.add_records(records)
         findings = analysis.analyze(self.history, self.compaction_possible())
         self.history.close()
         return report.verdict(self.history, findings)
+
+    def _final_state(self, keys, final_deadline_s, settle_s):
+        """(final reads, the run's records) once they agree, or after `settle_s`: the
+        log may still grow after the run (a record delivered late, a re-assert), so a
+        final read is compared with the topic as read after it."""
+        wanted, deadline = set(self.plan.keys), time.monotonic() + settle_s
+        while True:
+            finals = workload.final_reads(
+                self.urls, keys, self.namespace, final_deadline_s
+            )
+            records = [r for r in map(_record, self._read_topic()) if r.key in wanted]
+            final = replay(records, wanted).final
+            if time.monotonic() > deadline or not any(
+                analysis.final_mismatch(f.key, f, final.get(f.key)) for f in finals
+            ):
+                return finals, records
+            time.sleep(1.0)
 
     def _read_topic(self):
         return log.read_all_records(self.settings, self.topic, self.start_offsets)
