@@ -66,17 +66,21 @@ def main():
     try:
         with tempfile.TemporaryDirectory(prefix="kvstore-faults-") as work:
             for name in names:
-                # A fresh store per fault; its runs share it (each has its own keys).
-                store = cluster.StoreCluster(
-                    brokers, Path(work) / name, isolate=True
-                ).start()
+                # A fresh store per fault; its runs share it (each has its own keys),
+                # unless a run left it unable to serve.
+                store = None
                 try:
                     for number in range(1, args.runs + 1):
-                        outcomes[name].append(
-                            one_run(name, number, store, histories, args)
-                        )
+                        if store is None:
+                            store = new_store(brokers, Path(work) / f"{name}-{number}")
+                        outcome = one_run(name, number, store, histories, args)
+                        outcomes[name].append(outcome)
+                        if not outcome.figures["stable_after"]:
+                            store.stop()
+                            store = None
                 finally:
-                    store.stop()
+                    if store is not None:
+                        store.stop()
     finally:
         brokers.stop()
     Path(args.output).write_text(markdown(outcomes, args))
@@ -95,6 +99,10 @@ def main():
     print(f"wrote {args.output}; histories and results.json in {histories}")
     bad = sum(o.verdict.findings.violations for runs in outcomes.values() for o in runs)
     return 1 if bad else 0
+
+
+def new_store(brokers, directory):
+    return cluster.StoreCluster(brokers, directory, isolate=True).start()
 
 
 def one_run(name, number, store, histories, args):

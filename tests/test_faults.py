@@ -20,7 +20,17 @@ from tests.faults.brokers import BrokerCluster
 from tests.faults.cluster import StoreCluster
 from tests.instances import PYTHON, ROOT, environment
 
-pytestmark = pytest.mark.faults
+# FAULT_TESTS: unset runs the CI set; "all" adds the slowest two (a rolling restart
+# and gunicorn worker kills; `bench/faults --short` runs them as well); "none" skips
+# every fault test (a quick local `bin/test`).
+FAULT_TESTS = os.environ.get("FAULT_TESTS", "ci")
+pytestmark = [
+    pytest.mark.faults,
+    pytest.mark.skipif(FAULT_TESTS == "none", reason="FAULT_TESTS=none"),
+]
+slowest = pytest.mark.skipif(
+    FAULT_TESTS != "all", reason="one of the slowest faults: FAULT_TESTS=all runs it"
+)
 
 # Temporary: the lead flips these once the safety fixes are merged.
 AWAITS_SAFETY_FIXES = pytest.mark.xfail(
@@ -53,6 +63,13 @@ def run(name, cluster, tmp_path):
     outcome = scenarios.run(name, cluster, history_path=str(tmp_path / f"{name}.jsonl"))
     print(explain(outcome))
     return outcome
+
+
+def assert_clean(outcome):
+    """No violation, no process of the store crashed, and the store served again."""
+    assert outcome.verdict.ok, explain(outcome)
+    assert outcome.figures["crashed"] == [], explain(outcome)
+    assert outcome.figures["stable_after"], explain(outcome)
 
 
 def explain(outcome):
@@ -99,54 +116,56 @@ def manage(cluster, arguments):
 @AWAITS_SAFETY_FIXES
 def test_an_instance_paused_past_the_session_timeout(fault_cluster, tmp_path):
     outcome = run("pause", fault_cluster, tmp_path)
-    assert outcome.verdict.ok, explain(outcome)
+    assert_clean(outcome)
     assert outcome.figures["acked_for_moved"] == 0, explain(outcome)
 
 
 @AWAITS_SAFETY_FIXES
 def test_a_consumer_paused_past_the_session_timeout(fault_cluster, tmp_path):
     outcome = run("consumer-pause", fault_cluster, tmp_path)
-    assert outcome.verdict.ok, explain(outcome)
+    assert_clean(outcome)
 
 
 @needs_root
 @AWAITS_SAFETY_FIXES
 def test_an_instance_partitioned_from_brokers_and_peers(fault_cluster, tmp_path):
     outcome = run("partition", fault_cluster, tmp_path)
-    assert outcome.verdict.ok, explain(outcome)
+    assert_clean(outcome)
 
 
 @AWAITS_SAFETY_FIXES
 def test_a_broker_stalled(fault_cluster, tmp_path):
     outcome = run("broker-stall", fault_cluster, tmp_path)
-    assert outcome.verdict.ok, explain(outcome)
+    assert_clean(outcome)
     (fault,) = outcome.verdict.faults
     assert fault.write_recovery_s <= 5, explain(outcome)
 
 
+@slowest
 @AWAITS_SAFETY_FIXES
 def test_a_rolling_restart(fault_cluster, tmp_path):
     outcome = run("rolling-restart", fault_cluster, tmp_path)
-    assert outcome.verdict.ok, explain(outcome)
+    assert_clean(outcome)
 
 
 @AWAITS_SAFETY_FIXES
 def test_a_consumer_killed_and_restarted(fault_cluster, tmp_path):
     outcome = run("consumer-kill", fault_cluster, tmp_path)
-    assert outcome.verdict.ok, explain(outcome)
+    assert_clean(outcome)
     (fault,) = outcome.verdict.faults
     assert fault.recovery_s <= 2, explain(outcome)
 
 
+@slowest
 def test_gunicorn_workers_killed(fault_cluster, tmp_path):
     outcome = run("worker-kill", fault_cluster, tmp_path)
-    assert outcome.verdict.ok, explain(outcome)
+    assert_clean(outcome)
 
 
 # Last: the killed broker is restarted but not waited for (see scenarios.run).
 @AWAITS_SAFETY_FIXES
 def test_a_broker_killed(fault_cluster, tmp_path):
     outcome = run("broker-kill", fault_cluster, tmp_path)
-    assert outcome.verdict.ok, explain(outcome)
+    assert_clean(outcome)
     (fault,) = outcome.verdict.faults
     assert fault.write_recovery_s <= 5, explain(outcome)

@@ -224,11 +224,46 @@ def run(name, cluster, full=False, history_path=None, clients=9):
         # takes long on a busy machine: the short runs put broker-kill last instead.)
         cluster.brokers.wait_serving()
         cluster.brokers.wait_in_sync(cluster.settings.topic("kv"))
-    cluster.wait_stable()
+    figures["crashed"] = supervise(cluster)
+    figures["stable_after"] = _stable(cluster)
     phases.done("settle after")
     verdict = check.verify()
     phases.done("verify")
     return Outcome(name, verdict, {**figures, "phases": phases.took}, history_path)
+
+
+def supervise(cluster):
+    """Start again every process of the store that exited by itself, as a process
+    supervisor would; what had crashed, with the last line of its log."""
+    crashed = []
+    for node in cluster.nodes:
+        if node.consumer.poll() is not None:
+            crashed.append(
+                f"consumer of {node.url} exited with {node.consumer.returncode}: "
+                + _last_line(node.consumer_log)
+            )
+            node.start_consumer()
+        if node.web.poll() is not None:
+            crashed.append(
+                f"gunicorn of {node.url} exited with {node.web.returncode}: "
+                + _last_line(node.directory / "web.log")
+            )
+            node.start_web()
+    return crashed
+
+
+def _last_line(path):
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line]
+    return lines[-1][:300] if lines else ""
+
+
+def _stable(cluster):
+    """Whether every instance is ready again and all agree on the owners."""
+    try:
+        cluster.wait_stable()
+    except TimeoutError:
+        return False
+    return True
 
 
 class _Phases:
