@@ -152,11 +152,14 @@ def markdown(outcomes, args):
         "503 (and those with no decided answer: 504, reset, timeout); recovery: from "
         "the heal until the last failed answer to an operation started after it (max "
         "over runs; writes alone in the next column); longest gap: the longest time one "
-        "key got no decided answer around the fault.",
+        "key got no decided answer around the fault; crashed: store processes that "
+        "exited by themselves (restarted, as a supervisor would); not serving after: "
+        "runs after which the store was not ready again within 90 s.",
         "",
         "| fault | runs | operations | ops/s | violations | by kind | 503 during | "
-        "unknown during | recovery | write recovery | longest gap |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "unknown during | recovery | write recovery | longest gap | crashed | "
+        "not serving after |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, runs in outcomes.items():
         lines.append(_row(name, runs))
@@ -184,7 +187,7 @@ def markdown(outcomes, args):
             kinds = ", ".join(f"{k} {n}" for k, n in sorted(v.findings.counts.items()))
             lines.append(
                 f"| {name} | {number} | {v.ops} | {kinds or 0} | {faults} | "
-                f"{outcome.figures or ''} |"
+                f"{_figures(outcome.figures)} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -205,8 +208,20 @@ def _row(name, runs):
         f"{100 * sum(f.unknown for f in faults) / during:.0f}% | "
         f"{max((f.recovery_s for f in faults), default=0):.1f} s | "
         f"{max((f.write_recovery_s for f in faults), default=0):.1f} s | "
-        f"{max((f.longest_gap_s for f in faults), default=0):.1f} s |"
+        f"{max((f.longest_gap_s for f in faults), default=0):.1f} s | "
+        f"{sum(len(o.figures['crashed']) for o in runs)} | "
+        f"{sum(not o.figures['stable_after'] for o in runs)} |"
     )
+
+
+def _what(name):
+    """The first sentence of the scenario's docstring."""
+    return " ".join(scenarios.SCENARIOS[name].inject.__doc__.split()).split(". ")[0]
+
+
+def _figures(figures):
+    shown = {k: v for k, v in figures.items() if k != "phases" and v not in ([], True)}
+    return ", ".join(f"{k}: {v}" for k, v in shown.items())
 
 
 def _examples(runs, per_kind=2):

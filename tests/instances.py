@@ -87,7 +87,7 @@ class Instance:
         )
         return self.consumer
 
-    def start_web(self):
+    def start_web(self, timeout=30):
         log = open(self.directory / "web.log", "a")
         self.web = subprocess.Popen(
             self.wrap(
@@ -110,7 +110,7 @@ class Instance:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        wait_for(lambda: _answers(self.url + "/healthz"), 30, "gunicorn to answer")
+        wait_for(lambda: _answers(self.url + "/healthz"), timeout, "gunicorn to answer")
         return self.web
 
     def start(self):

@@ -29,6 +29,7 @@ class BrokerCluster:
         self.bootstrap = ",".join(f"127.0.0.1:{self.port + i}" for i in range(nodes))
         self.ports = [self.port + i for i in range(nodes)]
         self._commands = {}
+        self._restarted = {}  # node -> Popen of a node this object started again
 
     def start(self):
         started = subprocess.run(
@@ -47,6 +48,15 @@ class BrokerCluster:
         return self
 
     def stop(self):
+        """Kill every node (the data is thrown away: no clean shutdown needed, and a
+        node still starting after a restart would keep a clean stop waiting)."""
+        for node in range(1, self.nodes + 1):
+            try:
+                os.kill(self.pid(node), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
+        for process in self._restarted.values():
+            process.wait(30)  # our child: reaped here, or kafka-local sees it alive
         subprocess.run([SCRIPT, "stop"], env=self.env, capture_output=True, timeout=120)
         shutil.rmtree(self.data, ignore_errors=True)
 
@@ -83,6 +93,7 @@ class BrokerCluster:
             )
         with open(os.path.join(self._dir(node), "pid"), "w") as pid_file:
             pid_file.write(str(process.pid))
+        self._restarted[node] = process
         return process.pid
 
     def wait_serving(self, timeout=90):

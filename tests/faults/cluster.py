@@ -3,17 +3,22 @@ min.insync.replicas 2 that are never compacted during a run (the checker reads e
 record), short session and produce timeouts, and optionally one instance in a network
 namespace that can be partitioned."""
 
+import concurrent.futures
 import os
 import signal
 import subprocess
+import time
 
 from kvstore import log, topics
+from kvstore.errors import TopicMisconfigured
 from tests.faults.netns import IsolatedInstance, Namespace
 from tests.instances import Instance, isolated_settings
 from tests.test_cluster import wait_stable
 
 PARTITIONS = 6
 SESSION_TIMEOUT_MS = 3000
+# A gunicorn worker boots Django; on a busy 2-core machine that can take half a minute.
+WEB_START_TIMEOUT = 120
 # Compaction never runs on a record younger than this: the checker's replay needs them
 # all.
 NO_COMPACTION = str(10**12)
@@ -54,16 +59,30 @@ class StoreCluster:
         return self.nodes[0] if self.namespace else None
 
     def start(self):
-        with log.admin(self.settings) as admin:
-            topics.ensure(admin, self.settings)
+        self._ensure_topics()
         if self.namespace:
             peers = [node.port for node in self.nodes[1:]]
             self.isolated.connect(self.brokers.ports + peers)
         for node in self.nodes:
             node.start_consumer()
-            node.start_web()
+        # In parallel: on a busy machine each gunicorn takes a while to boot Django.
+        _each(self.nodes, lambda node: node.start_web(timeout=WEB_START_TIMEOUT))
         wait_stable(self.nodes)
         return self
+
+    def _ensure_topics(self, tries=20):
+        """topics.ensure, again while it fails: right after creating a topic on a
+        3-node cluster, the broker that answers describe_configs may not know the
+        topic yet (an empty cleanup.policy), which ensure takes for a misconfigured
+        topic."""
+        for attempt in range(tries):
+            try:
+                with log.admin(self.settings) as admin:
+                    return topics.ensure(admin, self.settings)
+            except TopicMisconfigured:
+                if attempt == tries - 1:
+                    raise
+                time.sleep(0.5)
 
     @property
     def urls(self):
@@ -78,15 +97,25 @@ class StoreCluster:
         wait_stable(self.nodes, timeout)
 
     def stop(self):
-        for node in self.nodes:
-            for process in (node.consumer, node.web):
-                if process is not None and process.poll() is None:
-                    # A paused process ignores SIGTERM until it runs again.
-                    process.send_signal(signal.SIGCONT)
-            node.stop()
+        _each(self.nodes, _stop)
         if self.namespace:
             self.isolated.bridge and self.isolated.bridge.stop()
             self.namespace.delete()
+
+
+def _stop(node):
+    for process in (node.consumer, node.web):
+        if process is not None and process.poll() is None:
+            # A paused process ignores SIGTERM until it runs again.
+            process.send_signal(signal.SIGCONT)
+    node.stop()
+
+
+def _each(nodes, action):
+    """`action(node)` for every node at once; the first error, if any, raised."""
+    with concurrent.futures.ThreadPoolExecutor(len(nodes)) as pool:
+        for done in [pool.submit(action, node) for node in nodes]:
+            done.result()
 
 
 def processes(node):

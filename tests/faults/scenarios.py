@@ -13,7 +13,7 @@ import requests
 from kvstore.checker.history import ACKED
 from kvstore.checker.replay import parse_version
 from kvstore.checker.runner import CheckRun
-from tests.faults.cluster import processes, signal_all, workers
+from tests.faults.cluster import WEB_START_TIMEOUT, processes, signal_all, workers
 
 
 CLIENT_TIMEOUT = 4.0
@@ -63,7 +63,7 @@ def pause(cluster, check, timing, full):
         and op.outcome == ACKED
         and op.served_by == target.url
         and fault.start <= op.start <= fault.end
-        and parse_version(op.etag)[0] in moved
+        and (parse_version(op.etag) or (None,))[0] in moved
     ]
     return {"moved_partitions": sorted(moved), "acked_for_moved": len(acked)}
 
@@ -135,7 +135,7 @@ def rolling_restart(cluster, check, timing, full):
         with check.fault("rolling-restart", f"SIGTERM and restart {node.url}"):
             node.stop()
             node.start_consumer()
-            node.start_web()
+            node.start_web(timeout=WEB_START_TIMEOUT)
         cluster.wait_stable()
         time.sleep(timing.hold)
     return {}
@@ -248,7 +248,7 @@ def supervise(cluster):
                 f"gunicorn of {node.url} exited with {node.web.returncode}: "
                 + _last_line(node.directory / "web.log")
             )
-            node.start_web()
+            node.start_web(timeout=WEB_START_TIMEOUT)
     return crashed
 
 
