@@ -120,68 +120,112 @@ def one_run(name, number, store, histories, args):
 
 
 def markdown(outcomes, args):
+    return (
+        "\n".join(
+            _header(args)
+            + _faults(outcomes, args)
+            + _per_fault(outcomes)
+            + _examples_found(outcomes)
+            + _every_run(outcomes)
+        )
+        + "\n"
+    )
+
+
+def _header(args):
     command = "bench/faults" + (f" --runs {args.runs}" if args.runs != 3 else "")
-    if args.only:
-        command += f" --only {args.only}"
-    if args.short:
-        command += " --short"
-    lines = [
+    command += f" --only {args.only}" if args.only else ""
+    command += " --short" if args.short else ""
+    return [
         "# Faults: what the consistency checker finds",
         "",
         f"Written by `{command}` on {datetime.date.today()} from commit "
-        f"`{_git('rev-parse', '--short', 'HEAD')}` (branch `{_git('branch', '--show-current')}`)"
-        f", {os.cpu_count()} cores shared with other work ({platform.machine()}).",
-        "CI runs a short version of each fault: `bin/test -q tests/test_faults.py`. "
-        "Any deployment can be checked without faults: `python manage.py kvstore_check "
-        "--url http://a --url http://b --seconds 30`.",
+        f"`{_git('rev-parse', '--short', 'HEAD')}` "
+        f"(branch `{_git('branch', '--show-current')}`), {os.cpu_count()} cores "
+        f"shared with other work ({platform.machine()}). CI runs a short version of "
+        "each fault: `bin/test -q tests/test_faults.py` (`FAULT_TESTS=all` adds the "
+        "rolling restart and the worker kills). Any deployment can be checked without "
+        "faults: `python manage.py kvstore_check --url http://a --url http://b "
+        "--seconds 30`.",
         "",
         "Setup: a 3-node Kafka cluster (KRaft, `bin/kafka-local`), topics with "
-        "replication factor 3 and `min.insync.replicas=2`, never compacted during a run; "
-        f"three instances (gunicorn 2 workers × 4 threads, and a consumer), "
+        "replication factor 3 and `min.insync.replicas=2`, never compacted during a "
+        f"run; three instances (gunicorn 2 workers × 4 threads, and a consumer), "
         f"{cluster.PARTITIONS} partitions, session timeout "
         f"{cluster.SESSION_TIMEOUT_MS / 1000:g} s, produce timeout 2 s; "
-        f"{args.clients} clients spread over the instances doing reads, "
-        "compare-and-set increments and blind writes on a few keys per partition (more "
-        "keys join every 3 s). Every answer is checked against the topic's replay: "
+        f"{args.clients} clients spread over the instances (instance 0 runs in a "
+        "network namespace, bridged to the host's loopback by a proxy that a partition "
+        "cuts; its clients reach it through a port that is never cut) doing reads, "
+        "compare-and-set increments and blind writes on two keys per partition (one "
+        "more key every 3 s), a client timeout of "
+        f"{scenarios.CLIENT_TIMEOUT:g} s. Every answer is checked against the "
+        "topic's replay: "
         + "; ".join(f"**{kind}**: {meaning}" for kind, meaning in KINDS.items())
         + ".",
+    ]
+
+
+def _faults(outcomes, args):
+    lines = ["", "## The faults", "", "| fault | what | warm-up, fault, after (s) |"]
+    lines.append("| --- | --- | --- |")
+    for name in outcomes:
+        scenario = scenarios.SCENARIOS[name]
+        t = scenario.short if args.short else scenario.full
+        lines.append(
+            f"| {name} | {_what(name)} | {t.warmup:g}, {t.hold:g}, {t.tail:g} |"
+        )
+    return lines
+
+
+def _per_fault(outcomes):
+    return [
         "",
         "## Per fault",
         "",
         "Unavailability: the share of operations started during the fault that got a "
         "503 (and those with no decided answer: 504, reset, timeout); recovery: from "
         "the heal until the last failed answer to an operation started after it (max "
-        "over runs; writes alone in the next column); longest gap: the longest time one "
-        "key got no decided answer around the fault; crashed: store processes that "
+        "over runs; writes alone in the next column); longest gap: the longest time "
+        "one key got no decided answer around the fault; crashed: store processes that "
         "exited by themselves (restarted, as a supervisor would); not serving after: "
         "runs after which the store was not ready again within 90 s.",
         "",
         "| fault | runs | operations | ops/s | violations | by kind | 503 during | "
         "unknown during | recovery | write recovery | longest gap | crashed | "
         "not serving after |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for name, runs in outcomes.items():
-        lines.append(_row(name, runs))
-    lines += ["", "## Examples of the violations found", ""]
+        "|" + " --- |" * 13,
+    ] + [_row(name, runs) for name, runs in outcomes.items()]
+
+
+def _examples_found(outcomes):
+    lines = ["", "## Examples of the violations found", ""]
     for name, runs in outcomes.items():
         examples = _examples(runs)
         if examples:
-            lines.append(
-                f"**{name}** ({scenarios.SCENARIOS[name].inject.__doc__.split('.')[0].strip()}):"
-            )
-            lines += examples
-            lines.append("")
+            lines += [f"**{name}** ({_what(name)}):", *examples, ""]
+    crashes = [
+        f"- {name}: {crash}"
+        for name, runs in outcomes.items()
+        for outcome in runs
+        for crash in outcome.figures["crashed"]
+    ]
+    if crashes:
+        lines += ["Store processes that crashed (and were restarted):", *crashes, ""]
     if all(o.verdict.ok for runs in outcomes.values() for o in runs):
         lines.append("None: every run passed.")
-    lines += ["", "## Every run", ""]
+    return lines
+
+
+def _every_run(outcomes):
+    lines = ["", "## Every run", ""]
     lines += ["| fault | run | ops | violations | fault figures | other figures |"]
     lines += ["| --- | --- | --- | --- | --- | --- |"]
     for name, runs in outcomes.items():
         for number, outcome in enumerate(runs, 1):
             v = outcome.verdict
             faults = "; ".join(
-                f"{f.detail}: {f.unavailable}/{f.ops} 503, recovery {f.recovery_s:.1f} s"
+                f"{f.detail}: {f.unavailable}/{f.ops} 503, "
+                f"recovery {f.recovery_s:.1f} s"
                 for f in v.faults
             )
             kinds = ", ".join(f"{k} {n}" for k, n in sorted(v.findings.counts.items()))
@@ -189,7 +233,7 @@ def markdown(outcomes, args):
                 f"| {name} | {number} | {v.ops} | {kinds or 0} | {faults} | "
                 f"{_figures(outcome.figures)} |"
             )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _row(name, runs):
@@ -216,7 +260,8 @@ def _row(name, runs):
 
 def _what(name):
     """The first sentence of the scenario's docstring."""
-    return " ".join(scenarios.SCENARIOS[name].inject.__doc__.split()).split(". ")[0]
+    doc = " ".join(scenarios.SCENARIOS[name].inject.__doc__.split())
+    return doc.split(". ")[0].rstrip(".")
 
 
 def _figures(figures):

@@ -24,7 +24,8 @@ KINDS = {
     "than its If-Match",
     "phantom": "a 503 ('nothing written') whose value is in the topic",
     "rejected_applied": "a 412 whose record took effect in the log",
-    "final_state": "after the run, a strong read that differs from the log's final state",
+    "final_state": "after the run, a strong read that differs from the log's final "
+    "state",
     "read_regression": "a read older than a version another read returned before it "
     "started",
     "invalid_read": "a read of a version the log never gave the key (or another value)",
