@@ -19,6 +19,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,7 +29,7 @@ import django  # noqa: E402
 
 django.setup()
 
-from kvstore.checker import report  # noqa: E402
+from kvstore.checker import analysis, history, report  # noqa: E402
 from kvstore.checker.analysis import KINDS  # noqa: E402
 from tests.faults import cluster, scenarios  # noqa: E402
 from tests.faults.brokers import BrokerCluster  # noqa: E402
@@ -54,36 +55,31 @@ def main():
     parser.add_argument("--clients", type=int, default=9)
     parser.add_argument("--output", default=str(ROOT / "docs" / "FAULTS.md"))
     parser.add_argument("--histories", help="directory for the histories")
+    parser.add_argument(
+        "--from",
+        dest="saved",
+        metavar="DIR",
+        help="only write the report again from the histories and results.json in DIR",
+    )
     args = parser.parse_args()
+    if args.saved:
+        Path(args.output).write_text(markdown(saved_outcomes(Path(args.saved)), args))
+        return 0
     names = args.only.split(",") if args.only else DEFAULT_ORDER
     unknown = set(names) - set(scenarios.SCENARIOS)
     if unknown:
         parser.error(f"unknown fault(s): {', '.join(sorted(unknown))}")
     histories = Path(args.histories or tempfile.mkdtemp(prefix="kvstore-faults-"))
     histories.mkdir(parents=True, exist_ok=True)
-    outcomes = collections.defaultdict(list)
+    outcomes, errors = collections.defaultdict(list), []
     brokers = BrokerCluster(nodes=3).start()
     try:
         with tempfile.TemporaryDirectory(prefix="kvstore-faults-") as work:
             for name in names:
-                # A fresh store per fault; its runs share it (each has its own keys),
-                # unless a run left it unable to serve.
-                store = None
-                try:
-                    for number in range(1, args.runs + 1):
-                        if store is None:
-                            store = new_store(brokers, Path(work) / f"{name}-{number}")
-                        outcome = one_run(name, number, store, histories, args)
-                        outcomes[name].append(outcome)
-                        if not outcome.figures["stable_after"]:
-                            store.stop()
-                            store = None
-                finally:
-                    if store is not None:
-                        store.stop()
+                run_fault(name, brokers, Path(work), histories, args, outcomes, errors)
     finally:
         brokers.stop()
-    Path(args.output).write_text(markdown(outcomes, args))
+    Path(args.output).write_text(markdown(outcomes, args, errors))
     dump = histories / "results.json"
     dump.write_text(
         json.dumps(
@@ -98,7 +94,49 @@ def main():
     )
     print(f"wrote {args.output}; histories and results.json in {histories}")
     bad = sum(o.verdict.findings.violations for runs in outcomes.values() for o in runs)
-    return 1 if bad else 0
+    return 1 if bad or errors else 0
+
+
+def run_fault(name, brokers, work, histories, args, outcomes, errors):
+    """Every run of one fault on a fresh store; its runs share it (each has keys of its
+    own) unless a run left it unable to serve or the harness failed."""
+    store = None
+    try:
+        for number in range(1, args.runs + 1):
+            try:
+                if store is None:
+                    store = new_store(brokers, work / f"{name}-{number}")
+                outcome = one_run(name, number, store, histories, args)
+            except Exception as exc:  # the harness failed: say so, go on
+                traceback.print_exc()
+                errors.append(f"{name} run {number}: {type(exc).__name__}: {exc}")
+                outcome = None
+            if outcome is not None:
+                outcomes[name].append(outcome)
+            if store is not None and (
+                outcome is None or not outcome.figures["stable_after"]
+            ):
+                store.stop()
+                store = None
+    finally:
+        if store is not None:
+            store.stop()
+
+
+def saved_outcomes(directory):
+    """The outcomes of an earlier run, each history analysed again."""
+    results = json.loads((directory / "results.json").read_text())
+    outcomes = {}
+    for name, runs in results.items():
+        outcomes[name] = []
+        for number, saved in enumerate(runs, 1):
+            path = directory / f"{name}-{number}.jsonl"
+            loaded = history.load(path)
+            result = report.verdict(loaded, analysis.analyze(loaded))
+            outcomes[name].append(
+                scenarios.Outcome(name, result, saved["figures"], str(path))
+            )
+    return outcomes
 
 
 def new_store(brokers, directory):
@@ -183,7 +221,9 @@ def _per_fault(outcomes):
         "## Per fault",
         "",
         "Unavailability: the share of operations started during the fault that got a "
-        "503 (and those with no decided answer: 504, reset, timeout); recovery: from "
+        "503 (and those with no decided answer: 504, reset, timeout); seconds with a "
+        "503: whole seconds from the fault's start (to the next fault) in which some "
+        "client got a 503 (max over runs); recovery: from "
         "the heal until the last failed answer to an operation started after it (max "
         "over runs; writes alone in the next column); longest gap: the longest time "
         "one key got no decided answer around the fault; crashed: store processes that "
@@ -191,9 +231,9 @@ def _per_fault(outcomes):
         "runs after which the store was not ready again within 90 s.",
         "",
         "| fault | runs | operations | ops/s | violations | by kind | 503 during | "
-        "unknown during | recovery | write recovery | longest gap | crashed | "
-        "not serving after |",
-        "|" + " --- |" * 13,
+        "seconds with a 503 | unknown during | recovery | write recovery | "
+        "longest gap | crashed | not serving after |",
+        "|" + " --- |" * 14,
     ] + [_row(name, runs) for name, runs in outcomes.items()]
 
 
@@ -249,6 +289,7 @@ def _row(name, runs):
         f"| {name} | {len(runs)} | {ops} | {ops / seconds if seconds else 0:.0f} | "
         f"{sum(counts.values())} | {kinds} | "
         f"{100 * sum(f.unavailable for f in faults) / during:.0f}% | "
+        f"{max((f.seconds_with_503 for f in faults), default=0)} | "
         f"{100 * sum(f.unknown for f in faults) / during:.0f}% | "
         f"{max((f.recovery_s for f in faults), default=0):.1f} s | "
         f"{max((f.write_recovery_s for f in faults), default=0):.1f} s | "

@@ -233,6 +233,7 @@ def test_fault_figures_measure_unavailability_and_recovery():
     assert figures.ops == 3 and figures.unavailable == 1 and figures.unknown == 1
     assert figures.recovery_s == pytest.approx(0.9)
     assert figures.write_recovery_s == pytest.approx(0.9)
+    assert figures.seconds_with_503 == 2  # the one during the fault, the one after
 
 
 def test_a_history_file_reads_back_the_same(tmp_path):

@@ -93,7 +93,7 @@ def replay(records, keys=None):
         if keys is not None and record.key not in keys:
             continue
         condition = record.headers.get(IF_HEADER)
-        reassert = record.headers.get(REASSERT_HEADER) == "1"
+        reassert = record.headers.get(REASSERT_HEADER, "0") not in ("", "0", "false")
         previous = current.get(record.key)
         effect = holds(condition, previous)
         replayed = Replayed(

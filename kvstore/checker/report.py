@@ -24,6 +24,7 @@ class FaultFigures:
     recovery_s: float
     write_recovery_s: float
     longest_gap_s: float  # the longest time one key got no decided answer
+    seconds_with_503: int  # whole seconds from the fault on in which a client got one
 
 
 @dataclasses.dataclass
@@ -75,24 +76,28 @@ def _fault_figures(ops, fault, t0, next_fault):
     """Figures of one fault; what happens from the next fault on is that one's."""
     until = next_fault if next_fault is not None else float("inf")
     during = [op for op in ops if fault.start <= op.start <= fault.end]
-    after = [op for op in ops if fault.end <= op.start < until and not op.available]
-    writes_after = [op for op in after if op.kind == "write"]
+    failed = [op for op in ops if fault.start <= op.start < until and not op.available]
+    after = [op for op in failed if op.start >= fault.end]
     recovery = max((op.end - fault.end for op in after), default=0.0)
+    refused = sum(op.status == 503 for op in during)
     return FaultFigures(
         name=fault.name,
         detail=fault.detail,
         at_s=round(fault.start - t0, 2),
         duration_s=round(fault.end - fault.start, 2),
         ops=len(during),
-        unavailable=sum(op.status == 503 for op in during),
-        unknown=sum(op.status is None or op.status >= 500 for op in during)
-        - sum(op.status == 503 for op in during),
+        unavailable=refused,
+        unknown=sum(op.status is None or op.status >= 500 for op in during) - refused,
         recovery_s=round(recovery, 2),
         write_recovery_s=round(
-            max((op.end - fault.end for op in writes_after), default=0.0), 2
+            max((op.end - fault.end for op in after if op.kind == "write"), default=0),
+            2,
         ),
         longest_gap_s=round(
             _longest_gap(ops, fault.start, fault.end + max(recovery, 0.0)), 2
+        ),
+        seconds_with_503=len(
+            {int(op.end - fault.start) for op in failed if op.status == 503}
         ),
     )
 
@@ -141,13 +146,14 @@ def render(result):
     if result.faults:
         lines.append(
             "faults (at, lasted, ops during, 503, unknown, recovery after heal "
-            "all/writes, longest key gap):"
+            "all/writes, longest key gap, seconds with a 503):"
         )
         for f in result.faults:
             lines.append(
                 f"  {f.name:18} {f.at_s:6.1f}s {f.duration_s:5.1f}s {f.ops:6} "
                 f"{f.unavailable:5} {f.unknown:5} {f.recovery_s:5.1f}s/"
-                f"{f.write_recovery_s:.1f}s {f.longest_gap_s:5.1f}s  {f.detail}"
+                f"{f.write_recovery_s:.1f}s {f.longest_gap_s:5.1f}s "
+                f"{f.seconds_with_503:3}s  {f.detail}"
             )
     lines.append(verdict_line)
     return "\n".join(lines)

@@ -32,6 +32,13 @@ class BrokerCluster:
         self._restarted = {}  # node -> Popen of a node this object started again
 
     def start(self):
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # the nodes run in sessions of their own: stop them here
+            raise
+
+    def _start(self):
         started = subprocess.run(
             [SCRIPT, "start", "--nodes", str(self.nodes)],
             env=self.env,
@@ -40,7 +47,6 @@ class BrokerCluster:
             timeout=300,
         )
         if started.returncode != 0:
-            self.stop()
             raise RuntimeError(f"bin/kafka-local start failed:\n{started.stderr}")
         for node in range(1, self.nodes + 1):
             with open(f"/proc/{self.pid(node)}/cmdline", "rb") as cmdline:
@@ -54,7 +60,7 @@ class BrokerCluster:
             try:
                 os.kill(self.pid(node), signal.SIGKILL)
             except (OSError, ValueError):
-                pass
+                pass  # never started, or already gone
         for process in self._restarted.values():
             process.wait(30)  # our child: reaped here, or kafka-local sees it alive
         subprocess.run([SCRIPT, "stop"], env=self.env, capture_output=True, timeout=120)

@@ -59,6 +59,13 @@ class StoreCluster:
         return self.nodes[0] if self.namespace else None
 
     def start(self):
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # an interrupted start leaves no process or namespace behind
+            raise
+
+    def _start(self):
         self._ensure_topics()
         if self.namespace:
             peers = [node.port for node in self.nodes[1:]]
@@ -99,7 +106,8 @@ class StoreCluster:
     def stop(self):
         _each(self.nodes, _stop)
         if self.namespace:
-            self.isolated.bridge and self.isolated.bridge.stop()
+            if self.isolated.bridge is not None:
+                self.isolated.bridge.stop()
             self.namespace.delete()
 
 
@@ -109,6 +117,22 @@ def _stop(node):
             # A paused process ignores SIGTERM until it runs again.
             process.send_signal(signal.SIGCONT)
     node.stop()
+
+
+def terminate(node, timeout=60):
+    """SIGTERM the consumer and gunicorn at once, as `bin/instance` and process
+    managers stop an instance, and wait for both."""
+    running = [
+        p for p in (node.consumer, node.web) if p is not None and p.poll() is None
+    ]
+    for process in running:
+        process.send_signal(signal.SIGTERM)
+    for process in running:
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
 
 
 def _each(nodes, action):

@@ -13,7 +13,13 @@ import requests
 from kvstore.checker.history import ACKED
 from kvstore.checker.replay import parse_version
 from kvstore.checker.runner import CheckRun
-from tests.faults.cluster import WEB_START_TIMEOUT, processes, signal_all, workers
+from tests.faults.cluster import (
+    WEB_START_TIMEOUT,
+    processes,
+    signal_all,
+    terminate,
+    workers,
+)
 
 
 CLIENT_TIMEOUT = 4.0
@@ -133,7 +139,7 @@ def rolling_restart(cluster, check, timing, full):
     next one once the cluster is stable (the short version restarts one)."""
     for node in cluster.nodes if full else cluster.nodes[1:2]:
         with check.fault("rolling-restart", f"SIGTERM and restart {node.url}"):
-            node.stop()
+            terminate(node)
             node.start_consumer()
             node.start_web(timeout=WEB_START_TIMEOUT)
         cluster.wait_stable()
