@@ -16,6 +16,7 @@ import datetime
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -328,5 +329,10 @@ def _git(*args):
     ).stdout.strip()
 
 
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM too stops the brokers and instances started
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _interrupted)
     sys.exit(main())

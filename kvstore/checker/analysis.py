@@ -68,7 +68,7 @@ def analyze(history, compaction_possible=False):
         check.write(op)
     check.double_cas(writes)
     check.reads(reads, writes)
-    check.final(history.finals, keys)
+    check.final(history.finals)
     for op in history.ops:
         if op.refused_after_redirect:
             check.found.add("redirect_refused", check.describe(op))
@@ -226,7 +226,7 @@ class _Checks:
 
     # After the run
 
-    def final(self, finals, keys):
+    def final(self, finals):
         """Every key read after the run, and every key the log holds records of, must
         read as the log's final state."""
         answers = {final.key: final for final in finals}

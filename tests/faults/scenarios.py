@@ -1,6 +1,6 @@
-"""The faults, each as a scenario: a fresh store on the fault brokers, the checker's
-workload running, the fault injected and healed (marked in the history), then the
-verdict. `short` timings are for CI, `full` ones for bench/faults.
+"""The faults, each as a scenario: on a running store (tests/faults/cluster.py), the
+checker's workload running, the fault injected and healed (marked in the history), then
+the verdict. `short` timings are for CI, `full` ones for bench/faults.
 """
 
 import dataclasses
@@ -35,7 +35,9 @@ class Timing:
 @dataclasses.dataclass(frozen=True)
 class Scenario:
     name: str
-    inject: object  # (cluster, check, timing, full) -> {figure: value}
+    # (cluster, check, timing, full) -> {figure: value, or a function that computes
+    # it once the workload has stopped}
+    inject: object
     short: Timing
     full: Timing
     isolate: bool = False  # instance 0 in a network namespace
@@ -62,16 +64,20 @@ def pause(cluster, check, timing, full):
             moved = _partitions_not_owned_by(witness, target.url)
         finally:
             signal_all(pids, signal.SIGCONT)
-    acked = [
-        op
-        for op in check.history.ops
-        if op.kind == "write"
-        and op.outcome == ACKED
-        and op.served_by == target.url
-        and fault.start <= op.start <= fault.end
-        and (parse_version(op.etag) or (None,))[0] in moved
-    ]
-    return {"moved_partitions": sorted(moved), "acked_for_moved": len(acked)}
+
+    def acked_for_moved():
+        """Writes sent while it was paused that it acknowledged for partitions the
+        group had given to others meanwhile (counted once every answer is in)."""
+        return sum(
+            op.kind == "write"
+            and op.outcome == ACKED
+            and op.served_by == target.url
+            and fault.start <= op.start <= fault.end
+            and (parse_version(op.etag) or (None,))[0] in moved
+            for op in check.history.ops
+        )
+
+    return {"moved_partitions": sorted(moved), "acked_for_moved": acked_for_moved}
 
 
 def consumer_pause(cluster, check, timing, full):
@@ -224,6 +230,7 @@ def run(name, cluster, full=False, history_path=None, clients=9):
         time.sleep(timing.tail)
     finally:
         check.stop()
+    figures = {k: v() if callable(v) else v for k, v in figures.items()}
     phases.done("workload")
     if full:
         # The next run starts with every broker back and in sync. (A restarted JVM
