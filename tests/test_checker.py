@@ -2,16 +2,21 @@
 clean history that passes, and one history per violation kind that the checker must
 see."""
 
+import http.server
 import io
 import json
 import re
+import threading
 
 import pytest
+import requests
 from django.core.management import CommandError, call_command
 
-from kvstore.checker import analysis, history, report
+from kvstore.checker import analysis, history, report, workload
 from kvstore.checker.history import FinalRead, History, Op, Record
 from kvstore.checker.replay import holds, parse_version, replay
+from kvstore.partitioner import partition_for
+from tests.brokers import free_port
 
 
 class Build:
@@ -276,3 +281,66 @@ def test_a_202_without_its_version_must_still_be_in_the_topic():
     assert durable.findings().counts == {"lost_ack": 1}
     durable.record(5, "x", kvstore_if="0-3")  # there, and rejected: undecided is fine
     assert durable.findings().violations == 0
+
+
+class _Redirecting(http.server.BaseHTTPRequestHandler):
+    """307 to the server's `target` + the same path, for every GET."""
+
+    def do_GET(self):
+        self.send_response(307)
+        self.send_header("Location", self.server.target + self.path)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def redirector():
+    """start(target) -> (URL, server) of a server that redirects everything to
+    `target` (the server's `target` may change)."""
+    servers = []
+
+    def start(target):
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Redirecting)
+        server.target = target
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}", server
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_client_follows_at_most_two_redirects(redirector):
+    first, first_server = redirector(None)
+    second, _ = redirector(first)
+    first_server.target = second
+    with requests.Session() as session:
+        answer = workload.send(session, "GET", first + "/api/kv/k", timeout=5)
+    # first → second → first: the third answer is the one recorded.
+    assert answer.status == 307 and answer.hops == 2 and answer.served_by == first
+
+
+def test_a_refusal_after_a_redirect_is_its_own_kind(redirector):
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    with requests.Session() as session:
+        answer = workload.send(
+            session, "GET", redirector(nowhere)[0] + "/api/kv/k", timeout=5
+        )
+    assert answer.error == "refused" and answer.hops == 1
+    op = Op("x", "read", "k", 0, "http://a", error=answer.error, hops=answer.hops)
+    assert op.refused_after_redirect and op.outcome == history.UNKNOWN
+
+
+def test_keys_cover_every_partition_and_more_join_over_time():
+    plan = workload.KeyPlan("run", partitions=6, per_partition=2, fresh_every=3.0)
+    assert sorted(partition_for(k, 6) for k in plan.initial) == sorted(
+        list(range(6)) * 2
+    )
+    assert plan.active(0) == plan.initial and len(plan.active(7.0)) == 12 + 2
+    assert [partition_for(k, 6) for k in plan.fresh[:6]] == list(range(6))
+    assert len(set(plan.keys)) == len(plan.keys) == 6 * (2 + 4)

@@ -4,6 +4,7 @@ topic from Kafka, and judge.
 """
 
 import contextlib
+import random
 import time
 import uuid
 
@@ -45,6 +46,7 @@ class CheckRun:
             "partitions": partitions,
             "urls": self.urls,
             "keys": self.plan.keys,
+            "seed": workload_options.setdefault("seed", random.randrange(1 << 30)),
         }
         self.history = History(history_path, meta)
         self.workload = workload.Workload(

@@ -93,7 +93,8 @@ def send(session, method, url, timeout, **kwargs):
 
 
 def error_kind(exc):
-    """ "refused", "timeout", "reset" or "connection" for a failed request."""
+    """What went wrong with a request that got no answer: refused, timeout, reset or
+    connection."""
     if isinstance(exc, requests.Timeout):
         return "timeout"
     text = repr(exc)
