@@ -79,10 +79,14 @@ class Instance:
     def env(self):
         return environment(self.settings)
 
+    def wrap(self, argv):
+        """The command line that runs `argv` (a subclass may run it elsewhere)."""
+        return argv
+
     def start_consumer(self):
         log = open(self.consumer_log, "a")
         self.consumer = subprocess.Popen(
-            [PYTHON, "manage.py", "kvstore_consume"],
+            self.wrap([PYTHON, "manage.py", "kvstore_consume"]),
             cwd=ROOT,
             env=self.env(),
             stdout=log,
@@ -90,28 +94,30 @@ class Instance:
         )
         return self.consumer
 
-    def start_web(self):
+    def start_web(self, timeout=30):
         log = open(self.directory / "web.log", "a")
         self.web = subprocess.Popen(
-            [
-                GUNICORN,
-                "config.wsgi",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                str(self.workers),
-                "--threads",
-                "4",
-                "--graceful-timeout",
-                "2",
-                "--no-control-socket",
-            ],
+            self.wrap(
+                [
+                    GUNICORN,
+                    "config.wsgi",
+                    "--bind",
+                    f"127.0.0.1:{self.port}",
+                    "--workers",
+                    str(self.workers),
+                    "--threads",
+                    "4",
+                    "--graceful-timeout",
+                    "2",
+                    "--no-control-socket",
+                ]
+            ),
             cwd=ROOT,
             env=self.env(),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        wait_for(lambda: _answers(self.url + "/healthz"), 30, "gunicorn to answer")
+        wait_for(lambda: _answers(self.url + "/healthz"), timeout, "gunicorn to answer")
         return self.web
 
     def start(self):

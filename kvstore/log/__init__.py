@@ -5,7 +5,7 @@ Everything else talks to what is exported here and sees only the store's own exc
 """
 
 from kvstore.log.admin import Admin, TopicState, admin, open_admin
-from kvstore.log.bulk import BulkProducer, read_latest
+from kvstore.log.bulk import BulkProducer, LogRecord, read_all_records, read_latest
 from kvstore.log.common import client_config
 from kvstore.log.consumer import GroupConsumer
 from kvstore.log.producer import RECORD_OVERHEAD, Producer, Written
@@ -13,6 +13,8 @@ from kvstore.log.producer import RECORD_OVERHEAD, Producer, Written
 __all__ = [
     "Admin",
     "BulkProducer",
+    "LogRecord",
+    "read_all_records",
     "read_latest",
     "GroupConsumer",
     "Producer",

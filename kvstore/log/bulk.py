@@ -1,6 +1,7 @@
 """Bulk access to the log: a producer tuned for throughput, and reading a topic's latest
 values."""
 
+import dataclasses
 import time
 
 import kafka.errors
@@ -47,9 +48,52 @@ class BulkProducer:
         self._producer.close(timeout=10)
 
 
+@dataclasses.dataclass(frozen=True)
+class LogRecord:
+    """One record as the log holds it: raw key and value bytes (value None: a
+    tombstone) and its headers as {name: bytes}."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict
+
+
 def read_latest(settings, topic, timeout_s=300):
     """{key bytes: value bytes} of the latest non-tombstone record of every key in
     `topic`."""
+    latest = {}
+    records, count = _read_to_end(settings, topic, None, timeout_s)
+    for record in records:
+        if _placed(record, count):
+            latest[record.key] = record.value
+    return {
+        key: value
+        for key, value in latest.items()
+        if value is not None and key is not None
+    }
+
+
+def read_all_records(settings, topic, start_offsets=None, timeout_s=300):
+    """Every record of `topic` from `start_offsets` ({partition: offset}; default: the
+    log start) up to the end offsets of the moment it is called, as `LogRecord`s in
+    offset order within each partition, headers included."""
+    return [
+        LogRecord(
+            record.partition,
+            record.offset,
+            record.key,
+            record.value,
+            {name: value for name, value in record.headers or ()},
+        )
+        for record in _read_to_end(settings, topic, start_offsets, timeout_s)[0]
+    ]
+
+
+def _read_to_end(settings, topic, start_offsets, timeout_s):
+    """(kafka-python's records of `topic`, from `start_offsets` (or the log start) to
+    the end offsets seen when called; the topic's partition count)."""
     consumer = KafkaConsumer(
         enable_auto_commit=False,
         group_id=None,
@@ -61,26 +105,25 @@ def read_latest(settings, topic, timeout_s=300):
         with _translated(f"read {topic}"):
             partitions = [
                 TopicPartition(topic, p)
-                for p in sorted(consumer.partitions_for_topic(topic))
+                for p in sorted(consumer.partitions_for_topic(topic) or ())
             ]
             consumer.assign(partitions)
             consumer.seek_to_beginning(*partitions)
+            for tp in partitions:
+                if start_offsets and start_offsets.get(tp.partition):
+                    consumer.seek(tp, start_offsets[tp.partition])
             ends = consumer.end_offsets(partitions)
-            latest, deadline = {}, time.monotonic() + timeout_s
+            records, deadline = [], time.monotonic() + timeout_s
             while any(consumer.position(tp) < ends[tp] for tp in partitions):
                 if time.monotonic() > deadline:
                     raise StoreUnavailable(
                         f"could not read {topic} to its end in {timeout_s}s"
                     )
-                for records in consumer.poll(timeout_ms=500).values():
-                    for record in records:
-                        if _placed(record, len(partitions)):
-                            latest[record.key] = record.value
-        return {
-            key: value
-            for key, value in latest.items()
-            if value is not None and key is not None
-        }
+                for tp, batch in consumer.poll(timeout_ms=500).items():
+                    # Records appended after `ends` was taken are left for a later
+                    # read: the caller asked for the log as of now.
+                    records.extend(r for r in batch if r.offset < ends[tp])
+        return records, len(partitions)
     finally:
         consumer.close()
 
