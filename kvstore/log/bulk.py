@@ -7,7 +7,11 @@ import kafka.errors
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from kvstore.errors import StoreUnavailable
-from kvstore.log.common import client_config, translated as _translated
+from kvstore.log.common import (
+    client_config,
+    producer_config,
+    translated as _translated,
+)
 
 
 class BulkProducer:
@@ -22,7 +26,7 @@ class BulkProducer:
                 linger_ms=linger_ms,
                 batch_size=batch_bytes,
                 max_request_size=16 * 1024 * 1024,
-                **client_config(settings),
+                **producer_config(settings),
             )
         except kafka.errors.KafkaError as exc:
             raise StoreUnavailable(f"cannot reach Kafka: {exc}") from exc

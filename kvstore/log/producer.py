@@ -6,7 +6,7 @@ import kafka.errors
 from kafka import KafkaProducer
 
 from kvstore.errors import StoreUnavailable
-from kvstore.log.common import client_config, translated as _translated
+from kvstore.log.common import producer_config, translated as _translated
 
 # A record batch costs about this much beyond its key and value; a record bigger than
 # the topic's max.message.bytes minus it is refused by the broker.
@@ -37,7 +37,7 @@ class Producer:
                 delivery_timeout_ms=int(timeout_s * 1000) + 1000,
                 max_request_size=16 * 1024 * 1024,
                 bootstrap_timeout_ms=int(timeout_s * 1000),
-                **client_config(settings),
+                **producer_config(settings),
             )
         except kafka.errors.KafkaError as exc:
             raise StoreUnavailable(f"cannot reach Kafka: {exc}") from exc
