@@ -22,6 +22,8 @@ SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 AUTH_MODES = ("off", "required")
 MIN_SECRET_LENGTH = 32
+# The codecs kafka-python can write (snappy, lz4 and zstd need their pinned libraries).
+COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]*$")
 
 
@@ -59,6 +61,7 @@ class StoreSettings:
     produce_timeout: float = 10.0
     apply_timeout: float = 5.0
     heartbeat_timeout: float = 5.0
+    compression: str = "none"
     namespaces: tuple[str, ...] = NAMESPACES
     auth: str = "off"
     # (sha256-hex, role) of every API key: the keys themselves are never kept.
@@ -119,6 +122,9 @@ def from_environ(environ=None):
             "KVSTORE_HEARTBEAT_TIMEOUT", defaults.heartbeat_timeout
         ),
         **_auth(env),
+        compression=env.choice(
+            "KVSTORE_COMPRESSION", defaults.compression, COMPRESSIONS
+        ),
     )
 
 
@@ -176,16 +182,22 @@ def _security(env):
         sasl_mechanism=env.choice("KAFKA_SASL_MECHANISM", None, SASL_MECHANISMS),
         sasl_username=env.str("KAFKA_SASL_USERNAME", None),
         sasl_password=env.str("KAFKA_SASL_PASSWORD", None),
-        ssl_cafile=env.str("KAFKA_SSL_CAFILE", None),
-        ssl_certfile=env.str("KAFKA_SSL_CERTFILE", None),
-        ssl_keyfile=env.str("KAFKA_SSL_KEYFILE", None),
+        ssl_cafile=env.file("KAFKA_SSL_CAFILE"),
+        ssl_certfile=env.file("KAFKA_SSL_CERTFILE"),
+        ssl_keyfile=env.file("KAFKA_SSL_KEYFILE"),
     )
     if security.protocol.startswith("SASL") and not (
-        security.sasl_mechanism and security.sasl_username
+        security.sasl_mechanism
+        and security.sasl_username
+        and security.sasl_password is not None
     ):
         raise ImproperlyConfigured(
-            f"KAFKA_SECURITY_PROTOCOL={security.protocol} needs KAFKA_SASL_MECHANISM "
-            "and KAFKA_SASL_USERNAME"
+            f"KAFKA_SECURITY_PROTOCOL={security.protocol} needs KAFKA_SASL_MECHANISM, "
+            "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+        )
+    if security.ssl_keyfile and not security.ssl_certfile:
+        raise ImproperlyConfigured(
+            "KAFKA_SSL_KEYFILE is set without KAFKA_SSL_CERTFILE"
         )
     return security
 
@@ -265,6 +277,13 @@ class _Env:
                 f"{name} must be one of {', '.join(choices)}, not {value!r}"
             )
         return value
+
+    def file(self, name):
+        """A path to a readable file, or None when unset."""
+        path = self.str(name, None)
+        if path is not None and not os.access(path, os.R_OK):
+            raise ImproperlyConfigured(f"{name}: cannot read {path}")
+        return path
 
     def url(self, name, default):
         return _base_url(self.str(name, default), name)

@@ -47,34 +47,96 @@ def _docker_answers():
         return False
 
 
+# Topic settings for fault tests on a 3-node cluster: every record on all three brokers,
+# and acks=all needs two of them, so one broker may fail without losing a write.
+REPLICATED = dict(replication_factor=3, topic_configs=(("min.insync.replicas", "2"),))
+
+
+class LocalKafka:
+    """A cluster from `bin/kafka-local` on free ports with throw-away data, its client
+    settings, and fault injection on single nodes (`kill_node(2)`, `heal()`)."""
+
+    def __init__(self, nodes=1, security=None):
+        self.nodes, self.security_name = nodes, security
+        self.port = _free_cluster_ports(nodes, listeners=3 if security else 2)
+        self._data = tempfile.TemporaryDirectory(prefix="kvstore-kafka-")
+        self.data_dir = Path(self._data.name)
+        self.env = dict(
+            os.environ, KAFKA_PORT=str(self.port), KAFKA_DATA_DIR=self._data.name
+        )
+        self.bootstrap = None
+        self.client_env = (
+            {}
+        )  # KAFKA_* settings a client needs, from `bin/kafka-local env`
+
+    def run(self, *args, timeout=300):
+        return subprocess.run(
+            [str(ROOT / "bin" / "kafka-local"), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def start(self):
+        args = ["start", "--nodes", str(self.nodes)]
+        if self.security_name:
+            args += ["--security", self.security_name]
+        started = self.run(*args)
+        if started.returncode != 0:
+            self.stop()
+            raise RuntimeError(f"bin/kafka-local start failed:\n{started.stderr}")
+        self.bootstrap = started.stdout.strip()
+        printed = self.run("env").stdout.splitlines()
+        self.client_env = dict(line.split("=", 1) for line in printed if "=" in line)
+        return self
+
+    @property
+    def security(self):
+        """The KafkaSecurity a store needs to use this cluster."""
+        from kvstore import conf
+
+        return conf.from_environ(self.client_env).security
+
+    def node(self, action, node):
+        """`stop`, `kill`, `pause` or `resume` one node; returns the completed run."""
+        done = self.run(f"{action}-node", str(node), timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"bin/kafka-local {action}-node {node}: {done.stderr}")
+        return done
+
+    def heal(self):
+        """Resume paused nodes and restart stopped ones; wait until all serve."""
+        for node in range(1, self.nodes + 1):
+            self.run("resume-node", str(node), timeout=60)  # fails on a running one
+        self.start()
+
+    def stop(self):
+        self.run("stop", timeout=120)
+        self._data.cleanup()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
 @contextlib.contextmanager
 def kafka_local(nodes=1):
     """A fresh broker from `bin/kafka-local` on free ports with throw-away data; stopped
     afterwards."""
-    port = free_port(count=2, step=100) if nodes == 1 else _free_cluster_ports(nodes)
-    with tempfile.TemporaryDirectory(prefix="kvstore-kafka-") as data:
-        env = dict(os.environ, KAFKA_PORT=str(port), KAFKA_DATA_DIR=data)
-        script = str(ROOT / "bin" / "kafka-local")
-        started = subprocess.run(
-            [script, "start", "--nodes", str(nodes)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if started.returncode != 0:
-            subprocess.run([script, "stop"], env=env, capture_output=True)
-            raise RuntimeError(f"bin/kafka-local start failed:\n{started.stderr}")
-        try:
-            yield started.stdout.strip()
-        finally:
-            subprocess.run([script, "stop"], env=env, capture_output=True, timeout=120)
+    with LocalKafka(nodes) as cluster:
+        yield cluster.bootstrap
 
 
-def _free_cluster_ports(nodes):
+def _free_cluster_ports(nodes, listeners=2):
+    """A base port p such that p+100*k+i is free for each listener k and node i."""
     for _ in range(50):
         port = free_port()
-        if all(_is_free(port + i) and _is_free(port + 100 + i) for i in range(nodes)):
+        if port + 100 * (listeners - 1) + nodes < 65000 and all(
+            _is_free(port + 100 * k + i) for k in range(listeners) for i in range(nodes)
+        ):
             return port
     raise RuntimeError("no free ports for a cluster")
 

@@ -19,6 +19,22 @@ def kafka_bootstrap():
         yield bootstrap
 
 
+@pytest.fixture(scope="session")
+def _three_broker_cluster():
+    with brokers.LocalKafka(nodes=3) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def three_brokers(_three_broker_cluster):
+    """A 3-node cluster of the session's own (`brokers.LocalKafka`, started on first
+    use), for fault tests: `three_brokers.node("kill", 2)`; topics made with
+    `isolated_settings(three_brokers.bootstrap, **brokers.REPLICATED)` have RF 3 and
+    min.insync.replicas 2. Every node is back and serving after each test."""
+    yield _three_broker_cluster
+    _three_broker_cluster.heal()
+
+
 @pytest.fixture
 def store_settings(settings, kafka_bootstrap):
     """StoreSettings for one test: its own topic prefix and group id, so tests never

@@ -54,9 +54,25 @@ def environment(settings, **extra):
         ),
         KVSTORE_API_KEYS_FILE="",
         KVSTORE_CLUSTER_SECRET=settings.cluster_secret or "",
+        KVSTORE_REPLICATION_FACTOR=str(settings.replication_factor),
+        KVSTORE_COMPRESSION=settings.compression,
+        **security_environment(settings.security),
     )
     env.update(extra)
     return env
+
+
+def security_environment(security):
+    """The KAFKA_* variables of a KafkaSecurity ("" for unset: conf reads it so)."""
+    return {
+        "KAFKA_SECURITY_PROTOCOL": security.protocol,
+        "KAFKA_SASL_MECHANISM": security.sasl_mechanism or "",
+        "KAFKA_SASL_USERNAME": security.sasl_username or "",
+        "KAFKA_SASL_PASSWORD": security.sasl_password or "",
+        "KAFKA_SSL_CAFILE": security.ssl_cafile or "",
+        "KAFKA_SSL_CERTFILE": security.ssl_certfile or "",
+        "KAFKA_SSL_KEYFILE": security.ssl_keyfile or "",
+    }
 
 
 class Instance:

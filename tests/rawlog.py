@@ -3,13 +3,16 @@ do, bypassing the store."""
 
 import time
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import codec as _codec
 
 
-def produce(bootstrap, topic, records, partition=None, headers=None):
+def produce(bootstrap, topic, records, partition=None, headers=None, compression=None):
     """Write (key, value) pairs; value None is a tombstone. Returns [(partition,
-    offset)]."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    offset)]. `compression`: a codec name (gzip, snappy, lz4, zstd), in batches."""
+    # Batches of many records: a codec compresses a batch, not a record.
+    batching = dict(compression_type=compression, linger_ms=50) if compression else {}
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", **batching)
     try:
         futures = [
             producer.send(
@@ -57,6 +60,34 @@ def read_all(bootstrap, topic, timeout=30, headers=False):
         return records
     finally:
         consumer.close()
+
+
+def log_size(bootstrap, topic):
+    """Bytes the topic's partitions take in the brokers' log directories (all
+    replicas)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        brokers = admin.describe_log_dirs([topic])
+    finally:
+        admin.close()
+    return sum(
+        partition["partition_size"]
+        for broker in brokers
+        for log_dir in broker["log_dirs"]
+        for described in log_dir["topics"]
+        if described["name"] == topic
+        for partition in described["partitions"]
+    )
+
+
+def codecs():
+    """{codec: whether kafka-python can read and write it here}."""
+    return {
+        "gzip": _codec.has_gzip(),
+        "snappy": _codec.has_snappy(),
+        "lz4": _codec.has_lz4(),
+        "zstd": _codec.has_zstd(),
+    }
 
 
 def _bytes(value):

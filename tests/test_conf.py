@@ -57,6 +57,17 @@ def test_values_are_read_from_the_environment():
         ({"KVSTORE_TOPIC_CONFIGS": "segment.ms"}, "key=value"),
         ({"KAFKA_SECURITY_PROTOCOL": "TLS"}, "KAFKA_SECURITY_PROTOCOL must be one of"),
         ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "needs KAFKA_SASL_MECHANISM"),
+        (
+            {
+                "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+                "KAFKA_SASL_USERNAME": "kvstore",
+            },
+            "and KAFKA_SASL_PASSWORD",
+        ),
+        ({"KAFKA_SSL_CAFILE": "/no/such/ca.pem"}, "KAFKA_SSL_CAFILE: cannot read"),
+        ({"KAFKA_SSL_KEYFILE": __file__}, "KAFKA_SSL_KEYFILE is set without"),
+        ({"KVSTORE_COMPRESSION": "brotli"}, "KVSTORE_COMPRESSION must be one of"),
         ({"KAFKA_BOOTSTRAP_SERVERS": " , "}, "lists nothing"),
     ],
 )

@@ -8,7 +8,11 @@ import kafka.errors
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from kvstore.errors import StoreUnavailable
-from kvstore.log.common import client_config, translated as _translated
+from kvstore.log.common import (
+    client_config,
+    producer_config,
+    translated as _translated,
+)
 from kvstore.partitioner import partition_of_bytes
 
 
@@ -24,7 +28,7 @@ class BulkProducer:
                 linger_ms=linger_ms,
                 batch_size=batch_bytes,
                 max_request_size=16 * 1024 * 1024,
-                **client_config(settings),
+                **producer_config(settings),
             )
         except kafka.errors.KafkaError as exc:
             raise StoreUnavailable(f"cannot reach Kafka: {exc}") from exc

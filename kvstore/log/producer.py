@@ -13,7 +13,7 @@ import kafka.errors
 from kafka import KafkaProducer
 
 from kvstore.errors import StoreUnavailable, WriteOutcomeUnknown
-from kvstore.log.common import client_config
+from kvstore.log.common import producer_config
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class Producer:
                 delivery_timeout_ms=int(timeout_s * 1000) + 1000,
                 max_request_size=16 * 1024 * 1024,
                 bootstrap_timeout_ms=int(timeout_s * 1000),
-                **client_config(settings),
+                **producer_config(settings),
             )
         except kafka.errors.KafkaError as exc:
             raise StoreUnavailable(f"cannot reach Kafka: {exc}") from exc
