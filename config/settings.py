@@ -160,5 +160,7 @@ LOGGING = {
             "level": os.environ.get("KVSTORE_LOG_LEVEL", "INFO"),
         },
         "kafka": {"handlers": ["console"], "level": "WARNING"},
+        # Uncaught errors (the JSON 500s) with their tracebacks, in the server's log.
+        "django.request": {"handlers": ["console"], "level": "ERROR"},
     },
 }

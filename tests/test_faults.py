@@ -3,9 +3,11 @@ full matrix, longer and several times): a 3-node Kafka cluster (replication fact
 min.insync.replicas 2), three store instances, concurrent clients through all of them,
 one fault per test; the checker must find no violation.
 
-Several of these fail on the store as it is and await the safety fixes of issue 9 (the
-log decides conditions, membership leases, honest unknown outcomes, draining stops):
-they are marked xfail(strict=False) for now, failing only on the checker's assertions.
+The pauses pass with the safety fixes of issue 9 (conditions decided by the log,
+membership leases, honest unknown outcomes, draining stops). The others are marked
+NOT_YET_RELIABLE (xfail, not strict): in the first run on the merged store the network
+partition left the cluster unstable afterwards, and the faults after it could not
+start; they run and report until that is found.
 """
 
 import json
@@ -32,11 +34,12 @@ slowest = pytest.mark.skipif(
     FAULT_TESTS != "all", reason="one of the slowest faults: FAULT_TESTS=all runs it"
 )
 
-# Temporary: the lead flips these once the safety fixes are merged.
-AWAITS_SAFETY_FIXES = pytest.mark.xfail(
-    raises=AssertionError,
+# Faults the store does not yet pass reliably (see docs/FAULTS.md and issue 9's note):
+# they run and report; a failure is expected, a pass is shown as XPASS.
+NOT_YET_RELIABLE = pytest.mark.xfail(
+    raises=(AssertionError, TimeoutError),
     strict=False,
-    reason="awaits the safety fixes of issue 9",
+    reason="not yet passing reliably: see docs/FAULTS.md",
 )
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="network namespaces need root"
@@ -95,11 +98,7 @@ def test_kvstore_check_on_a_healthy_cluster(fault_cluster, tmp_path):
         fault_cluster, ["kvstore_check", "--analyze", str(history), "--json"]
     )
     assert json.loads(again.stdout) == verdict
-    if not verdict["ok"]:
-        # Temporary, awaiting the safety fixes of issue 9: on a busy machine a produce
-        # that outlasts KVSTORE_PRODUCE_TIMEOUT is answered 503 although the record
-        # lands (a phantom). The lead turns this into an assertion.
-        pytest.xfail(f"violations without faults: {verdict['violations']}")
+    assert verdict["ok"], f"violations without faults: {verdict['violations']}"
 
 
 def manage(cluster, arguments):
@@ -113,27 +112,18 @@ def manage(cluster, arguments):
     )
 
 
-@AWAITS_SAFETY_FIXES
 def test_an_instance_paused_past_the_session_timeout(fault_cluster, tmp_path):
     outcome = run("pause", fault_cluster, tmp_path)
     assert_clean(outcome)
     assert outcome.figures["acked_for_moved"] == 0, explain(outcome)
 
 
-@AWAITS_SAFETY_FIXES
 def test_a_consumer_paused_past_the_session_timeout(fault_cluster, tmp_path):
     outcome = run("consumer-pause", fault_cluster, tmp_path)
     assert_clean(outcome)
 
 
-@needs_root
-@AWAITS_SAFETY_FIXES
-def test_an_instance_partitioned_from_brokers_and_peers(fault_cluster, tmp_path):
-    outcome = run("partition", fault_cluster, tmp_path)
-    assert_clean(outcome)
-
-
-@AWAITS_SAFETY_FIXES
+@NOT_YET_RELIABLE
 def test_a_broker_stalled(fault_cluster, tmp_path):
     outcome = run("broker-stall", fault_cluster, tmp_path)
     assert_clean(outcome)
@@ -142,13 +132,13 @@ def test_a_broker_stalled(fault_cluster, tmp_path):
 
 
 @slowest
-@AWAITS_SAFETY_FIXES
+@NOT_YET_RELIABLE
 def test_a_rolling_restart(fault_cluster, tmp_path):
     outcome = run("rolling-restart", fault_cluster, tmp_path)
     assert_clean(outcome)
 
 
-@AWAITS_SAFETY_FIXES
+@NOT_YET_RELIABLE
 def test_a_consumer_killed_and_restarted(fault_cluster, tmp_path):
     outcome = run("consumer-kill", fault_cluster, tmp_path)
     assert_clean(outcome)
@@ -163,9 +153,18 @@ def test_gunicorn_workers_killed(fault_cluster, tmp_path):
 
 
 # Last: the killed broker is restarted but not waited for (see scenarios.run).
-@AWAITS_SAFETY_FIXES
+@NOT_YET_RELIABLE
 def test_a_broker_killed(fault_cluster, tmp_path):
     outcome = run("broker-kill", fault_cluster, tmp_path)
     assert_clean(outcome)
     (fault,) = outcome.verdict.faults
     assert fault.write_recovery_s <= 5, explain(outcome)
+
+
+# After the broker kill: in the first run on the merged store it left the cluster
+# unstable for the faults that followed it.
+@needs_root
+@NOT_YET_RELIABLE
+def test_an_instance_partitioned_from_brokers_and_peers(fault_cluster, tmp_path):
+    outcome = run("partition", fault_cluster, tmp_path)
+    assert_clean(outcome)
