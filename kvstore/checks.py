@@ -83,7 +83,7 @@ def check_topics(app_configs=None, **kwargs):
             Error(
                 str(exc),
                 hint="Start Kafka (bin/kafka-local start) or fix "
-                "KAFKA_BOOTSTRAP_SERVERS.",
+                "KAFKA_BOOTSTRAP_SERVERS, or the TLS/SASL setting the message names.",
                 id="kvstore.E002",
             )
         ]

@@ -62,7 +62,12 @@ class LocalKafka:
         self._data = tempfile.TemporaryDirectory(prefix="kvstore-kafka-")
         self.data_dir = Path(self._data.name)
         self.env = dict(
-            os.environ, KAFKA_PORT=str(self.port), KAFKA_DATA_DIR=self._data.name
+            os.environ,
+            KAFKA_PORT=str(self.port),
+            KAFKA_DATA_DIR=self._data.name,
+            # A JVM starts slowly on a machine shared by many test runs; a broker that
+            # is late is not a failure of the code under test.
+            KAFKA_START_TIMEOUT=os.environ.get("KAFKA_START_TIMEOUT", "240"),
         )
         self.bootstrap = None
         self.client_env = (

@@ -8,7 +8,10 @@ import sys
 
 import pytest
 
-from tests.brokers import ROOT, LocalKafka, _free_cluster_ports, free_port
+from kvstore import log, topics
+from tests import rawlog
+from tests.brokers import REPLICATED, ROOT, _free_cluster_ports, free_port
+from tests.instances import isolated_settings
 
 SCRIPT = str(ROOT / "bin" / "kafka-local")
 
@@ -95,11 +98,10 @@ def test_refuses_unknown_options(local_env):
     assert "unknown option for start: --bogus" in done.stderr
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """One 3-node cluster for the fault-injection tests below; each leaves it whole."""
-    with LocalKafka(nodes=3) as started:
-        yield started
+@pytest.fixture
+def cluster(three_brokers):
+    """The session's 3-node cluster (conftest); whole again after each test."""
+    return three_brokers
 
 
 def node_pid(cluster, node):
@@ -191,3 +193,18 @@ def test_node_commands_refuse_what_they_cannot_do(cluster):
         assert wrong.returncode == 1 and "holds a 3-node cluster" in wrong.stderr
     finally:
         assert cluster.run("start").returncode == 0
+
+
+@pytest.mark.cluster
+def test_replicated_topics_take_writes_with_one_broker_down(cluster):
+    settings = isolated_settings(cluster.bootstrap, **REPLICATED)
+    topic = settings.topic("kv")
+    with log.admin(settings) as admin:
+        topics.ensure(admin, settings)
+        state = admin.describe([topic])[topic]
+    assert state.replication_factor == 3
+    assert state.configs["min.insync.replicas"] == "2"
+    cluster.node("kill", 3)
+    bootstrap = [f"127.0.0.1:{cluster.port}", f"127.0.0.1:{cluster.port + 1}"]
+    written = rawlog.produce(bootstrap, topic, [("k", "1")], partition=0)
+    assert written == [(0, 0)], "acks=all needs two in-sync replicas, and has them"
