@@ -756,15 +756,17 @@ def instance(kafka_bootstrap, tmp_path_factory):
     with log.admin(settings) as admin:
         topics.ensure(admin, settings)
     node = Instance(settings, tmp_path_factory.mktemp("bad-input"), workers=2)
-    node.start()
-    assert node.api("PUT", KV_ITEM, json={"v": 1}).status_code == 201
-    user = node.api("POST", USERS, json={"name": "A", "email": "a@example.com"})
-    assert user.status_code == 201
-    node.user = user.json()["id"]
-    node.offsets = EndOffsets(node.settings)
-    yield node
-    node.offsets.consumer.close()
-    node.stop()
+    try:  # stopped even when it fails to start
+        node.start()
+        assert node.api("PUT", KV_ITEM, json={"v": 1}).status_code == 201
+        user = node.api("POST", USERS, json={"name": "A", "email": "a@example.com"})
+        assert user.status_code == 201
+        node.user = user.json()["id"]
+        node.offsets = EndOffsets(node.settings)
+        yield node
+        node.offsets.consumer.close()
+    finally:
+        node.stop()
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])

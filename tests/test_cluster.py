@@ -199,6 +199,15 @@ class TestRouting:
             assert str(partition_for(key, PARTITIONS)) in refused
             described = odd.api("GET", "/api/cluster").json()
             assert described["refused_owners"] == refused
+            status = subprocess.run(
+                [sys.executable, "manage.py", "kvstore_status"],
+                cwd=ROOT,
+                env=environment(odd.settings),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            ).stdout
+            assert status.count("NOT ON KVSTORE_PEER_ALLOWLIST") == len(refused)
         finally:
             odd.stop()
 

@@ -29,9 +29,11 @@ def node(kafka_bootstrap, tmp_path_factory):
     with log.admin(settings) as admin:
         topics.ensure(admin, settings)
     instance = Instance(settings, tmp_path_factory.mktemp("foreign"))
-    instance.start()
-    yield instance
-    instance.stop()
+    try:  # stopped even when it fails to start
+        instance.start()
+        yield instance
+    finally:
+        instance.stop()
 
 
 def local(node):

@@ -95,15 +95,20 @@ def pair(kafka_bootstrap, tmp_path_factory):
         topics.ensure(admin, settings)
     directory = tmp_path_factory.mktemp("redirects")
     nodes = [Instance(settings, directory / f"node{i}") for i in range(2)]
-    for node in nodes:
-        node.start_consumer()
-        node.start_web()
-    wait_for(
-        lambda: _settled(nodes), 60, "both instances to own partitions", interval=0.2
-    )
-    yield nodes
-    for node in nodes:
-        node.stop()
+    try:  # stopped even when one fails to start
+        for node in nodes:
+            node.start_consumer()
+            node.start_web()
+        wait_for(
+            lambda: _settled(nodes),
+            60,
+            "both instances to own partitions",
+            interval=0.2,
+        )
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()
 
 
 def _settled(nodes):
