@@ -5,7 +5,6 @@ import com.sun.net.httpserver.HttpHandler;
 import java.io.IOException;
 import java.net.URLDecoder;
 import java.nio.charset.StandardCharsets;
-import java.util.Set;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
@@ -16,10 +15,9 @@ import org.apache.kafka.common.serialization.Serdes;
 import org.apache.kafka.common.serialization.Serializer;
 import org.apache.kafka.streams.KafkaStreams;
 import org.apache.kafka.streams.KeyQueryMetadata;
-import org.apache.kafka.streams.query.KeyQuery;
-import org.apache.kafka.streams.query.QueryResult;
-import org.apache.kafka.streams.query.StateQueryRequest;
+import org.apache.kafka.streams.StoreQueryParameters;
 import org.apache.kafka.streams.state.HostInfo;
+import org.apache.kafka.streams.state.QueryableStoreTypes;
 
 /**
  * GET and PUT /api/kv/{key}, the store's URL shapes: the active host of the key's partition answers
@@ -70,7 +68,8 @@ final class KvHandler implements HttpHandler {
             }
         } catch (InterruptedException exc) {
             Thread.currentThread().interrupt();
-        } catch (RuntimeException exc) {
+        } catch (RuntimeException exc) { // InvalidStateStoreException while partitions move
+            exchange.getResponseHeaders().set("Retry-After", "1");
             Http.error(exchange, 503, "unavailable", exc.toString());
         }
     }
@@ -102,24 +101,20 @@ final class KvHandler implements HttpHandler {
                 + (query == null ? "" : "?" + query);
     }
 
-    private QueryResult<byte[]> local(String key, int partition) {
-        StateQueryRequest<byte[]> request = StateQueryRequest.inStore(StreamsKv.STORE)
-                .withQuery(KeyQuery.<String, byte[]>withKey(key))
-                .withPartitions(Set.of(partition))
-                .requireActive();
-        return streams.query(request).getPartitionResults().get(partition);
+    /** The value in this instance's active store (null when absent); throws while unavailable. */
+    private byte[] local(String key, int partition) {
+        return streams.store(StoreQueryParameters
+                        .fromNameAndType(StreamsKv.STORE, QueryableStoreTypes.<String, byte[]>keyValueStore())
+                        .withPartition(partition))
+                .get(key);
     }
 
     private void get(HttpExchange exchange, String key, int partition) throws IOException {
-        QueryResult<byte[]> result = local(key, partition);
-        if (result == null || !result.isSuccess()) {
-            exchange.getResponseHeaders().set("Retry-After", "1");
-            Http.error(exchange, 503, "unavailable",
-                    result == null ? "partition not here" : result.getFailureReason().toString());
-        } else if (result.getResult() == null) {
+        byte[] value = local(key, partition);
+        if (value == null) {
             Http.error(exchange, 404, "not_found", "No such key.");
         } else {
-            Http.send(exchange, 200, result.getResult());
+            Http.send(exchange, 200, value);
         }
     }
 
@@ -129,8 +124,7 @@ final class KvHandler implements HttpHandler {
             Http.error(exchange, 400, "parse_error", "The request body must be a JSON value.");
             return;
         }
-        QueryResult<byte[]> before = local(key, partition);
-        boolean created = before == null || !before.isSuccess() || before.getResult() == null;
+        boolean created = local(key, partition) == null;
         RecordMetadata written;
         try {
             written = producer.send(new ProducerRecord<>(topic, key, value)).get(PRODUCE_TIMEOUT_MS, TimeUnit.MILLISECONDS);
@@ -138,8 +132,7 @@ final class KvHandler implements HttpHandler {
             Http.error(exchange, 503, "unknown_outcome", "The produce did not complete: " + exc);
             return;
         }
-        long deadline = System.nanoTime() + APPLY_TIMEOUT_NANOS;
-        if (!applied.await(streams, topic, key, written.partition(), written.offset(), deadline)) {
+        if (!applied.await(written.partition(), written.offset(), APPLY_TIMEOUT_NANOS)) {
             Http.send(exchange, 202, String.format(
                     "{\"code\":\"accepted_not_applied\",\"version\":\"%d:%d\"}", written.partition(), written.offset()));
             return;
