@@ -2,6 +2,7 @@
 --   get N    GET /api/users/{id}/ of a random existing user u000000 … u(N-1)
 --   put N    PUT a new name and email to a random existing user
 --   putkv    PUT a small JSON value under a fresh /api/kv/ key per request
+--   getkv N  GET /api/kv/key-{n} of a random imported record key-0000000 … key-(N-1)
 --   wrk ... -s bench/load.lua URL -- get 10000
 -- Prints one RESULT line: requests, seconds, p50/p99 in ms, non-2xx answers, 202 (not applied) answers.
 local threads = {}
@@ -24,6 +25,9 @@ function request()
     local key = string.format("bench-%d-%d-%d", id, math.random(1, 1000000000), n)
     return wrk.format("PUT", "/api/kv/" .. key, {["Content-Type"] = "application/json"},
       string.format('{"name":"bench","n":%d,"pad":"%s"}', n, string.rep("x", 40)))
+  end
+  if mode == "getkv" then
+    return wrk.format("GET", string.format("/api/kv/key-%07d", math.random(0, count - 1)))
   end
   local path = string.format("/api/users/u%06d/", math.random(0, count - 1))
   if mode == "get" then
