@@ -22,9 +22,7 @@ _pool = concurrent.futures.ThreadPoolExecutor(
 def plan(view, settings, namespace):
     """{partition: None when served here, else the owning peer's URL} for every
     partition, or NotServing naming the partitions nobody can serve now."""
-    if view is None:
-        routing.check_consumer(view, settings)
-    partitions = routing.topic_facts(view, namespace).partitions
+    partitions = routing.topic_facts(view, namespace, settings).partitions
     placements = [
         routing.locate(view, settings, namespace, p) for p in range(partitions)
     ]

@@ -146,7 +146,7 @@ class Repository:
         peer's gather: never redirected)."""
         with self.reader.snapshot() as view:
             routing.check_consumer(view, self.settings)
-            count = routing.topic_facts(view, namespace).partitions
+            count = routing.topic_facts(view, namespace, self.settings).partitions
             if any(partition >= count for partition in partitions):
                 # Not a 503: no amount of waiting makes such a partition appear.
                 raise InvalidPartition(f"{namespace!r} has {count} partitions.")
@@ -165,7 +165,7 @@ class Repository:
         no redirect."""
         with self.reader.snapshot() as view:
             routing.check_consumer(view, self.settings)
-            partitions = routing.topic_facts(view, namespace).partitions
+            partitions = routing.topic_facts(view, namespace, self.settings).partitions
             mine = {
                 row.partition
                 for row in view.partitions(namespace)

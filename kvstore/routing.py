@@ -99,10 +99,12 @@ def check_consumer(view, settings):
         )
 
 
-def topic_facts(view, namespace):
+def topic_facts(view, namespace, settings):
     """The namespace's TopicFacts, as the consumer recorded them."""
-    facts = view.topic(namespace)
+    facts = view.topic(namespace) if view is not None else None
     if facts is None:
+        # A consumer that stopped before describing the topics says why.
+        check_consumer(view, settings)
         raise NotServing(
             f"The consumer has not described namespace {namespace!r} yet.",
             code="consumer_unavailable",
@@ -114,9 +116,7 @@ def partition_of(view, settings, namespace, key):
     """The partition of `key`; InvalidKey for a bad key, NotServing when this instance
     cannot tell (its consumer never described the namespace)."""
     validate_key(key)
-    if view is None:
-        check_consumer(view, settings)
-    return partition_for(key, topic_facts(view, namespace).partitions)
+    return partition_for(key, topic_facts(view, namespace, settings).partitions)
 
 
 def locate(view, settings, namespace, partition):

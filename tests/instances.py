@@ -217,12 +217,14 @@ def _answers(url):
         return False
 
 
-def wait_for(condition, timeout, what, log_file=None, interval=0.05):
+def wait_for(condition, timeout, what, log_file=None, interval=0.05, last=None):
+    """Wait until `condition()` is true; on timeout say what was awaited, what `last()`
+    saw last and the end of `log_file`."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            tail = ""
+            tail = f"\nlast seen: {last()}" if last is not None else ""
             if log_file is not None and os.path.exists(log_file):
-                tail = "\n" + open(log_file).read()[-3000:]
+                tail += "\n" + open(log_file).read()[-3000:]
             raise TimeoutError(f"timed out after {timeout}s waiting for {what}{tail}")
         time.sleep(interval)

@@ -50,10 +50,13 @@ def test_a_write_not_applied_in_time_is_202_with_its_version(node):
         body["code"] == "accepted_not_applied"
         and answer.headers["ETag"] == f'"{body["version"]}"'
     )
+    seen = []
     wait_for(
-        lambda: node.api("GET", "/api/kv/slow").status_code == 200,
+        lambda: seen.append(node.api("GET", "/api/kv/slow")) or seen[-1].ok,
         10,
         "the write to be applied",
+        node.consumer_log,
+        last=lambda: seen[-1].text,
     )
     assert node.api("GET", "/api/kv/slow").headers["ETag"] == answer.headers["ETag"]
 
