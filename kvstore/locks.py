@@ -1,11 +1,11 @@
 """Per-key write serialisation across every gunicorn worker (process and thread) of one
 instance.
 
-Keys hash into buckets; a bucket is a 16-byte range of one lock file, locked with fcntl
-(between processes) and a threading lock (between threads of a process, which fcntl does
-not separate). The range also remembers the last record written under the bucket, so the
-next writer can wait until the cache has applied it before checking a condition against
-the cache.
+Keys hash into buckets; a bucket is a 16-byte range of one lock file, locked with an
+open-file-description lock (between processes) and a threading lock (between threads of
+a process, which share the description). The range also remembers the last record
+written under the bucket, so the next writer can wait until the cache has applied it
+before checking a condition against the cache.
 """
 
 import contextlib
@@ -18,6 +18,8 @@ import zlib
 BUCKETS = 4096
 SLOT = struct.Struct(">?HIQ")  # written?, namespace index, partition, offset
 SLOT_SIZE = 16
+# struct flock on Linux: l_type, l_whence, l_start, l_len, l_pid (0 for OFD locks).
+FLOCK = struct.Struct("hhqqi4x")
 
 
 def path_for(cache_path):
@@ -51,17 +53,26 @@ class KeyLocks:
         bucket = zlib.crc32(f"{namespace}\0{key}".encode()) % BUCKETS
         with self._thread_lock(bucket):
             fd = self._file()
-            fcntl.lockf(fd, fcntl.LOCK_EX, SLOT_SIZE, bucket * SLOT_SIZE)
+            _lock(fd, fcntl.F_WRLCK, bucket)
             try:
                 yield _Slot(self, fd, bucket)
             finally:
-                fcntl.lockf(fd, fcntl.LOCK_UN, SLOT_SIZE, bucket * SLOT_SIZE)
+                _lock(fd, fcntl.F_UNLCK, bucket)
 
     def reset(self):
         """Forget every remembered write (the consumer does this at start, before
         anything is served)."""
         with open(self.path, "w"):
             pass
+
+
+def _lock(fd, kind, bucket):
+    """Lock or unlock a bucket's range, waiting for it. Not POSIX record locks
+    (lockf): those belong to the process, and the kernel's deadlock check, blind to
+    threads, refuses a wait (EDEADLK) when a thread of process A waits for B while a
+    thread of B waits for another bucket A holds, though no thread ever holds two."""
+    flock = FLOCK.pack(kind, os.SEEK_SET, bucket * SLOT_SIZE, SLOT_SIZE, 0)
+    fcntl.fcntl(fd, fcntl.F_OFD_SETLKW, flock)
 
 
 class _Slot:

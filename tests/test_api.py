@@ -359,3 +359,16 @@ class TestHealth:
             response.status_code == 404
             and json.loads(response.text)["code"] == "not_found"
         )
+
+
+@pytest.mark.parametrize(
+    "method, unknown", [("GET", False), ("PUT", True), ("DELETE", True)]
+)
+def test_a_500_claims_nothing_about_a_write(rf, method, unknown):
+    """An uncaught error after a write may come after its record reached Kafka."""
+    from kvstore.api.handlers import server_error
+
+    answer = server_error(rf.generic(method, "/api/kv/k"))
+    body = json.loads(answer.content)
+    assert answer.status_code == 500 and body["code"] == "server_error"
+    assert ("not known" in body["detail"]) is unknown

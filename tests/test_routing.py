@@ -1,6 +1,7 @@
 """Key validation and the per-key locks that serialise writers across processes."""
 
 import multiprocessing
+import threading
 import time
 
 import pytest
@@ -64,3 +65,51 @@ def test_reset_forgets_remembered_writes(tmp_path):
     locks.reset()
     with locks.hold("users", "k") as slot:
         assert slot.last is None
+
+
+def _cross(path, mine, theirs, holding, waiting, errors):
+    """One process: a thread holds `mine` for a while; meanwhile another thread asks
+    for `theirs`, which the other process holds."""
+    locks = KeyLocks(path, ["kv"])
+
+    def hold():
+        with locks.hold("kv", mine):
+            holding.wait()
+            time.sleep(0.5)
+
+    def ask():
+        holding.wait()
+        waiting.wait()
+        try:
+            with locks.hold("kv", theirs):
+                pass
+        except OSError as exc:
+            errors.put(repr(exc))
+
+    threads = [threading.Thread(target=hold), threading.Thread(target=ask)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def test_threads_of_two_processes_waiting_crosswise_are_no_deadlock(tmp_path):
+    """Process A's thread waits for a bucket B holds while B's thread waits for one A
+    holds: no thread holds two buckets, so both must get theirs (POSIX record locks
+    refuse one with EDEADLK)."""
+    path = tmp_path / "locks"
+    holding = multiprocessing.Barrier(2)
+    waiting, errors = multiprocessing.Barrier(2), multiprocessing.Queue()
+    first, second = "key-a", "key-b"
+    processes = [
+        multiprocessing.Process(
+            target=_cross, args=(path, mine, theirs, holding, waiting, errors)
+        )
+        for mine, theirs in ((first, second), (second, first))
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(10)
+    assert [p.exitcode for p in processes] == [0, 0]
+    assert errors.empty(), errors.get()

@@ -126,7 +126,16 @@ def not_found(request, exception=None):
 
 
 def server_error(request):
-    return _error(500, "server_error", "Internal error.")
+    """An uncaught error. After a write it may have come after the record was handed
+    to Kafka, so the answer claims nothing about what was written."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return _error(500, "server_error", "Internal error.")
+    return _error(
+        500,
+        "server_error",
+        "Internal error: whether this write was recorded is not known; read the key "
+        "before retrying.",
+    )
 
 
 def _error(status_code, code, detail):
