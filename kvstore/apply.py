@@ -361,6 +361,12 @@ class Writer:
             ]
         )
 
+    def draining(self):
+        """A draining stop begins: the web side keeps answering until it ends."""
+        self._transaction(
+            [("UPDATE member SET draining_since = ? WHERE id = 1", (time.time(),))]
+        )
+
     def lease(self, lease_until):
         """Record the membership lease's end (None: no lease)."""
         self._transaction(

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from kvstore.ownership import GroupView
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 RESTORING, READY, REVOKED = "restoring", "ready", "revoked"
 
 SCHEMA = """
@@ -59,7 +59,9 @@ CREATE TABLE IF NOT EXISTS member (
     applied INTEGER NOT NULL DEFAULT 0,
     -- the membership lease's end on kvstore.lease's clock; NULL: no lease
     lease_until REAL,
-    last_error TEXT
+    last_error TEXT,
+    -- when a draining stop began (NULL: not stopping); heartbeat 0 once it ended
+    draining_since REAL
 );
 -- Conditional records the log rejected (their condition no longer held where they
 -- landed), with the version that was current there: a writer waiting for its record
@@ -94,6 +96,7 @@ class Member(NamedTuple):
     pid: int
     lease_until: float | None  # see kvstore.lease
     last_error: str | None  # why it stopped, when it stopped on an error
+    draining_since: float | None = None  # a draining stop under way, since then
 
 
 class TopicFacts(NamedTuple):
@@ -226,7 +229,8 @@ class View:
         try:
             return self._one(
                 Member,
-                "SELECT url, heartbeat, pid, lease_until, last_error FROM member "
+                "SELECT url, heartbeat, pid, lease_until, last_error, draining_since "
+                "FROM member "
                 "WHERE id = 1",
             )
         except sqlite3.OperationalError:  # the consumer has not created the schema yet

@@ -92,6 +92,7 @@ class ConsumerProcess:
                     self._step(group, conn, settler)
             finally:
                 logger.info("stopping: serving nothing, leaving the group")
+                self.writer.draining()
                 self.writer.revoke_all(keep_view=True)
                 self.writer.lease(None)
                 group.close(self._uncommitted)

@@ -4,6 +4,7 @@ processes."""
 
 import concurrent.futures
 import dataclasses
+import os
 import signal
 import subprocess
 import sys
@@ -455,6 +456,78 @@ def test_failover(kafka_bootstrap, tmp_path, sig):
     finally:
         for node in nodes:
             node.stop()
+
+
+class RedirectLoop(threading.Thread):
+    """Reads keys through one instance, following each 307 by hand, and records every
+    redirect and every connection refused at the owner a 307 named."""
+
+    def __init__(self, base, keys):
+        super().__init__(daemon=True)
+        self.base, self.keys = base, keys
+        self.stopping = threading.Event()
+        self.redirects, self.refused = [], []
+
+    def run(self):
+        session, n = requests.Session(), 0
+        while not self.stopping.is_set():
+            n += 1
+            key = self.keys[n % len(self.keys)]
+            answer = session.get(
+                f"{self.base}/api/kv/{key}", allow_redirects=False, timeout=10
+            )
+            if answer.status_code != 307:
+                continue
+            location = answer.headers["Location"]
+            self.redirects.append((time.monotonic(), location))
+            try:
+                session.get(location, allow_redirects=False, timeout=10)
+            except requests.ConnectionError:
+                self.refused.append(location)
+
+
+@pytest.mark.parametrize("victims", ["consumer-and-master", "every-process"])
+def test_a_stop_signalled_to_every_process_at_once_still_drains(
+    kafka_bootstrap, tmp_path, victims
+):
+    """SIGTERM to an instance's consumer and gunicorn at once (as supervisors and
+    systemd stop a service): its web side keeps answering until its consumer has
+    drained, so a peer's 307 never leads to a closed port."""
+    settings = isolated_settings(kafka_bootstrap, partitions=PARTITIONS)
+    nodes = make_cluster(settings, tmp_path, 2)
+    stay, leave = nodes
+    try:
+        keys = [f"d{i}" for i in range(40)]
+        keys = [k for k in keys if owner_of(stay, k) == leave.url]
+        loops = [RedirectLoop(stay.url, keys) for _ in range(4)]
+        for loop in loops:
+            loop.start()
+        time.sleep(0.5)
+        pids = [leave.consumer.pid, leave.web.pid]
+        if victims == "every-process":
+            pids += [int(p) for p in _children(leave.web.pid)]
+        signalled = time.monotonic()
+        for pid in pids:
+            os.kill(pid, signal.SIGTERM)
+        assert leave.consumer.wait(30) == 0
+        leave.web.wait(30)
+        time.sleep(0.5)
+        for loop in loops:
+            loop.stopping.set()
+            loop.join(30)
+        after = [
+            url for loop in loops for at, url in loop.redirects if at > signalled
+        ]
+        assert any(url.startswith(leave.url) for url in after), after[:5]
+        assert [url for loop in loops for url in loop.refused] == []
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def _children(pid):
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return found.stdout.split()
 
 
 def test_a_list_with_an_unreachable_owner_is_503_naming_its_partitions(

@@ -1,12 +1,30 @@
-"""The web server's worker: gunicorn's threaded worker, whose own refusals (a request
-gunicorn cannot parse: a malformed request line, header or chunk, a line or headers too
-large, an unsupported transfer coding) are JSON {"code", "detail"} like every other
-error, not gunicorn's HTML page. `gunicorn.conf.py` selects it."""
+"""The web server: gunicorn's threaded worker, whose own refusals (a request gunicorn
+cannot parse: a malformed request line, header or chunk, a line or headers too large, an
+unsupported transfer coding) are JSON {"code", "detail"} like every other error, not
+gunicorn's HTML page; and a stop that waits for this instance's consumer to drain.
+`gunicorn.conf.py` selects both.
+
+A draining stop: when the consumer leaves the group, the peers go on redirecting to this
+instance until they know the new owners, so its web side must keep answering (503, then
+307 to the new owners) until the consumer has drained, whatever order the processes got
+their SIGTERM in (`bin/instance` signals the consumer first; a supervisor may signal the
+consumer and gunicorn at once, systemd every process of the unit).
+"""
 
 import json
+import signal
+import threading
+import time
 
 from gunicorn import util
 from gunicorn.workers.gthread import ThreadWorker
+
+from kvstore import cache, conf, drain, lease
+
+# How long a stopping web side waits for its consumer to begin a draining stop (it may
+# have got its SIGTERM at the same moment); past that, only the web side is stopping.
+BEGIN_GRACE = {"master": 2.0, "worker": 1.0}
+DRAIN_LIMIT = drain.TIMEOUT + 5
 
 CODES = {
     400: "bad_request",
@@ -37,8 +55,64 @@ def write_json_error(sock, status_int, reason, mesg):
 
 
 class JSONErrorWorker(ThreadWorker):
+    _stopping = False
+
     def init_process(self):
         # gunicorn writes its refusals with util.write_error (an HTML page) and offers
         # no hook for them; this worker process writes them as JSON instead.
         util.write_error = write_json_error
         super().init_process()
+
+    def handle_exit(self, sig, frame):
+        """SIGTERM: stop accepting only once the consumer has drained."""
+        if self.alive and not self._stopping:
+            self._stopping = True
+            threading.Thread(target=self._exit_after_drain, daemon=True).start()
+
+    def _exit_after_drain(self):
+        try:
+            wait_for_drain(BEGIN_GRACE["worker"])
+        finally:
+            super().handle_exit(signal.SIGTERM, None)
+
+
+def when_ready(arbiter):
+    """gunicorn's hook, once the master runs: its first SIGTERM waits for the drain
+    (in a thread; the master goes on supervising its workers meanwhile) and then stops
+    as gunicorn does; a second SIGTERM stops at once."""
+    stop = arbiter.handle_term
+    waiting = []
+
+    def handle_term():
+        if waiting:
+            stop()
+        waiting.append(True)
+        arbiter.log.info("stopping once the consumer has drained")
+        threading.Thread(target=_term_after_drain, args=(arbiter,), daemon=True).start()
+
+    arbiter.handle_term = handle_term
+
+
+def _term_after_drain(arbiter):
+    try:
+        wait_for_drain(BEGIN_GRACE["master"])
+    finally:
+        arbiter.signal(signal.SIGTERM, None)
+
+
+def wait_for_drain(grace, limit=DRAIN_LIMIT):
+    """Return when this instance's consumer is not in a draining stop: it ended one
+    (or the process is gone), or none began within `grace` seconds; at most `limit`."""
+    settings = conf.from_environ()
+    reader = cache.Reader(settings.cache_path)
+    began = time.monotonic()
+    while time.monotonic() - began < limit:
+        with reader.snapshot() as view:
+            member = view.member() if view is not None else None
+        if member is None or member.heartbeat == 0:
+            return
+        if not lease.process_alive(member.pid):
+            return
+        if member.draining_since is None and time.monotonic() - began >= grace:
+            return
+        time.sleep(0.05)
