@@ -16,6 +16,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -106,11 +107,16 @@ def run_fault(name, brokers, work, histories, args, outcomes, errors):
         for number in range(1, args.runs + 1):
             try:
                 if store is None:
-                    store = new_store(brokers, work / f"{name}-{number}")
+                    where = work / f"{name}-{number}"
+                    store = new_store(brokers, where)
                 outcome = one_run(name, number, store, histories, args)
-            except Exception as exc:  # the harness failed: say so, go on
+            except Exception as exc:  # the harness failed: say so, keep its logs, go on
                 traceback.print_exc()
-                errors.append(f"{name} run {number}: {type(exc).__name__}: {exc}")
+                _keep_logs(where, histories / f"{name}-{number}-logs")
+                errors.append(
+                    f"{name} run {number}: {type(exc).__name__}: "
+                    + (str(exc).splitlines() or [""])[0]
+                )
                 outcome = None
             if outcome is not None:
                 outcomes[name].append(outcome)
@@ -122,6 +128,13 @@ def run_fault(name, brokers, work, histories, args, outcomes, errors):
     finally:
         if store is not None:
             store.stop()
+
+
+def _keep_logs(directory, into):
+    for log in directory.glob("*/*.log"):
+        target = into / log.parent.name / log.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(log, target)
 
 
 def saved_outcomes(directory):
@@ -158,17 +171,28 @@ def one_run(name, number, store, histories, args):
     return outcome
 
 
-def markdown(outcomes, args):
+def markdown(outcomes, args, errors=()):
     return (
         "\n".join(
             _header(args)
             + _faults(outcomes, args)
             + _per_fault(outcomes)
             + _examples_found(outcomes)
+            + _harness_errors(errors)
             + _every_run(outcomes)
         )
         + "\n"
     )
+
+
+def _harness_errors(errors):
+    """Runs the harness could not make (a store that never became stable, …): they
+    are no verdict, and the page says so."""
+    if not errors:
+        return []
+    return ["", "## Runs the harness could not make", ""] + [
+        f"- {error}" for error in errors
+    ]
 
 
 def _header(args):

@@ -39,6 +39,8 @@ def wait_stable(nodes, timeout=60):
     """Until every instance is ready and all agree on one generation and owner map."""
     urls = {node.url for node in nodes}
 
+    seen = []
+
     def stable():
         views = []
         for node in nodes:
@@ -47,8 +49,10 @@ def wait_stable(nodes, timeout=60):
                 views.append(
                     (answer.status_code, node.api("GET", "/api/cluster").json())
                 )
-            except requests.RequestException:
+            except requests.RequestException as exc:
+                seen[:] = [f"{node.url}: {exc}"]
                 return False
+        seen[:] = [(code, v["generation"], v["owners"]) for code, v in views]
         owners = {tuple(sorted(v["owners"].items())) for _, v in views}
         return (
             all(code == 200 for code, _ in views)
@@ -56,9 +60,20 @@ def wait_stable(nodes, timeout=60):
             and set(dict(next(iter(owners))).values()) == urls
         )
 
-    wait_for(
-        stable, timeout, "the cluster to be stable", nodes[0].consumer_log, interval=0.2
-    )
+    def last():
+        logs = [
+            f"--- {node.url} consumer:\n{_tail(node.consumer_log)}" for node in nodes
+        ]
+        return "\n".join([str(seen)] + logs)
+
+    wait_for(stable, timeout, "the cluster to be stable", interval=0.2, last=last)
+
+
+def _tail(path, lines=15):
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
 
 
 def owner_of(node, key, namespace="kv"):
