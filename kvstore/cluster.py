@@ -37,6 +37,7 @@ def describe(reader, settings, admin=None):
             "lease_left": _lease_left(member),
             "heartbeat_age": age,
             "last_error": member.last_error if member is not None else None,
+            "draining": member is not None and member.draining_since is not None,
         },
         "generation": group.generation if group else None,
         "members": list(group.members) if group else [],

@@ -13,6 +13,9 @@ from kvstore import gather, ownership, routing
 logger = logging.getLogger(__name__)
 TIMEOUT = 10.0  # at most this long: a peer that never learns must not hold the stop
 PEER_TIMEOUT = 1.0
+# A peer whose consumer does not follow the group (stopping too, or down): its map will
+# not change, so waiting for it to learn the new one is in vain.
+STOPPING = "stopping"
 
 
 def until_peers_know(settings, writer, view, timeout=TIMEOUT):
@@ -29,8 +32,9 @@ def until_peers_know(settings, writer, view, timeout=TIMEOUT):
     while pending and time.monotonic() < deadline:
         for peer in sorted(pending):
             seen = _view_of(peer)
-            if seen is None:
-                pending.discard(peer)  # gone too: it will learn the map when back
+            if seen is None or seen is STOPPING:
+                # Gone or stopping too: it will learn the map when back.
+                pending.discard(peer)
             elif seen.generation > view.generation and me not in seen.members:
                 pending.discard(peer)
                 if seen.generation > newest.generation:
@@ -46,7 +50,8 @@ def until_peers_know(settings, writer, view, timeout=TIMEOUT):
 
 
 def _view_of(peer):
-    """The GroupView a peer reports, or None when it does not answer."""
+    """The GroupView a peer reports, STOPPING when its consumer does not follow the
+    group, or None when it does not answer."""
     try:
         answer = requests.get(
             f"{peer}/api/internal/group",
@@ -54,6 +59,8 @@ def _view_of(peer):
             headers=gather.peer_headers(),
         )
         described = answer.json()
+        if described.get("following") is False:
+            return STOPPING
         owners = [
             described["owners"].get(str(p)) for p in range(len(described["owners"]))
         ]

@@ -540,6 +540,24 @@ def test_a_stop_signalled_to_every_process_at_once_still_drains(
             node.stop()
 
 
+def test_instances_stopped_together_do_not_wait_for_each_other(
+    kafka_bootstrap, tmp_path
+):
+    """Each waits in its draining stop for peers to learn the new owners; a peer that
+    is stopping too never will, and must not hold the stop for the whole 10 s."""
+    settings = isolated_settings(kafka_bootstrap, partitions=PARTITIONS)
+    nodes = make_cluster(settings, tmp_path, 2)
+    try:
+        began = time.monotonic()
+        for node in nodes:
+            node.consumer.send_signal(signal.SIGTERM)
+        assert [node.consumer.wait(30) for node in nodes] == [0, 0]
+        assert time.monotonic() - began < 6
+    finally:
+        for node in nodes:
+            node.stop()
+
+
 def _children(pid):
     found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
     return found.stdout.split()

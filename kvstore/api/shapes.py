@@ -54,6 +54,7 @@ CLUSTER = {
                 "lease_left": {"type": "number", "nullable": True},
                 "last_error": {"type": "string", "nullable": True},
                 "heartbeat_age": {"type": "number", "nullable": True},
+                "draining": {"type": "boolean"},
             },
         },
         "generation": _NULLABLE_INT,
@@ -96,6 +97,7 @@ GROUP = {
         "generation": _NULLABLE_INT,
         "owners": CLUSTER["properties"]["owners"],
         "members": CLUSTER["properties"]["members"],
+        "following": {"type": "boolean"},
     },
 }
 READY = {

@@ -267,16 +267,18 @@ class PartitionEntriesView(APIView):
 
 class GroupView(APIView):
     """GET /api/internal/group: the group as this instance last heard it (generation,
-    partition → owner, members), for a peer draining its stop. Peers and admin keys."""
+    partition → owner, members), and whether its consumer still follows the group (it
+    runs and is not stopping), for a peer draining its stop. Peers and admin keys."""
 
     required_role = keys.INTERNAL
 
     @extend_schema(responses={status.HTTP_200_OK: shapes.GROUP})
     def get(self, request):
         described = cluster.describe(get_repository().reader, store_settings())
-        return Response(
-            {name: described[name] for name in ("generation", "owners", "members")}
-        )
+        group = {name: described[name] for name in ("generation", "owners", "members")}
+        consumer = described["consumer"]
+        following = consumer["alive"] and not consumer["draining"]
+        return Response({**group, "following": following})
 
 
 class ClusterView(APIView):
