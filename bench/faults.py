@@ -65,8 +65,12 @@ def main():
     )
     args = parser.parse_args()
     if args.saved:
-        Path(args.output).write_text(markdown(saved_outcomes(Path(args.saved)), args))
+        saved = Path(args.saved)
+        commit = saved / "commit.txt"
+        args.commit = commit.read_text().strip() if commit.exists() else "unknown"
+        Path(args.output).write_text(markdown(saved_outcomes(saved), args))
         return 0
+    args.commit = _git("rev-parse", "--short", "HEAD")
     names = args.only.split(",") if args.only else DEFAULT_ORDER
     unknown = set(names) - set(scenarios.SCENARIOS)
     if unknown:
@@ -82,6 +86,7 @@ def main():
     finally:
         brokers.stop()
     Path(args.output).write_text(markdown(outcomes, args, errors))
+    (histories / "commit.txt").write_text(args.commit + "\n")
     dump = histories / "results.json"
     dump.write_text(
         json.dumps(
@@ -203,11 +208,10 @@ def _header(args):
         "# Faults: what the consistency checker finds",
         "",
         f"Written by `{command}` on {datetime.date.today()} from commit "
-        f"`{_git('rev-parse', '--short', 'HEAD')}` "
-        f"(branch `{_git('branch', '--show-current')}`), {os.cpu_count()} cores "
+        f"`{args.commit}`, {os.cpu_count()} cores "
         f"shared with other work ({platform.machine()}). CI runs a short version of "
-        "each fault: `bin/test -q tests/test_faults.py` (`FAULT_TESTS=all` adds the "
-        "rolling restart and the worker kills). Any deployment can be checked without "
+        "each fault: `bin/test -q tests/test_faults.py` (`FAULT_TESTS=none` skips "
+        "them). Any deployment can be checked without "
         "faults: `python manage.py kvstore_check --url http://a --url http://b "
         "--seconds 30`.",
         "",
@@ -254,6 +258,16 @@ def _per_fault(outcomes):
         "one key got no decided answer around the fault; crashed: store processes that "
         "exited by themselves (restarted, as a supervisor would); not serving after: "
         "runs after which the store was not ready again within 90 s.",
+        "",
+        "Why the broker faults stop nearly everything for a while: an instance answers "
+        "only under its membership lease, renewed by the group coordinator's answers to "
+        "its heartbeats. When the broker that is the group coordinator (or leads "
+        "partitions) is killed or stalled, no instance can prove it still owns its "
+        "partitions until the coordinator has moved (Kafka's broker session timeout, "
+        "about 9 s by default, then a new leader), so all answer 503 meanwhile: "
+        "unavailable, never wrong. In the rolling restart, the unknown answers are "
+        "clients of the instance being restarted finding its port closed; a client "
+        "sent there by a peer's 307 would be a violation (redirect_refused).",
         "",
         "| fault | runs | operations | ops/s | violations | by kind | 503 during | "
         "seconds with a 503 | unknown during | recovery | write recovery | "
