@@ -1,5 +1,17 @@
 """gunicorn's settings for the store, read from the working directory by every
 `gunicorn config.wsgi` started here: a threaded worker whose own refusals of malformed
-requests are JSON errors like the store's (kvstore/api/server.py)."""
+requests are JSON errors like the store's, and every worker's metrics counted together
+in one directory per instance (kvstore/api/server.py)."""
+
+from kvstore.api import server
 
 worker_class = "kvstore.api.server.JSONErrorWorker"
+metrics_directory = server.use_metrics_directory()
+
+
+def on_starting(arbiter):
+    server.empty_metrics_directory(metrics_directory)
+
+
+def child_exit(arbiter, worker):
+    server.worker_exited(worker.pid)

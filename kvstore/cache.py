@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from kvstore.ownership import GroupView
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 RESTORING, READY, REVOKED = "restoring", "ready", "revoked"
 
 SCHEMA = """
@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS member (
     heartbeat REAL NOT NULL,
     started_at REAL NOT NULL,
     applied INTEGER NOT NULL DEFAULT 0,
+    rebalances INTEGER NOT NULL DEFAULT 0,  -- assignments received since started_at
     -- the membership lease's end on kvstore.lease's clock; NULL: no lease
     lease_until REAL,
     last_error TEXT
@@ -94,6 +95,8 @@ class Member(NamedTuple):
     pid: int
     lease_until: float | None  # see kvstore.lease
     last_error: str | None  # why it stopped, when it stopped on an error
+    applied: int  # records applied since it started
+    rebalances: int  # assignments (rebalances) received since it started
 
 
 class TopicFacts(NamedTuple):
@@ -226,8 +229,8 @@ class View:
         try:
             return self._one(
                 Member,
-                "SELECT url, heartbeat, pid, lease_until, last_error FROM member "
-                "WHERE id = 1",
+                "SELECT url, heartbeat, pid, lease_until, last_error, applied, "
+                "rebalances FROM member WHERE id = 1",
             )
         except sqlite3.OperationalError:  # the consumer has not created the schema yet
             return None

@@ -1,9 +1,13 @@
 """The web server's worker: gunicorn's threaded worker, whose own refusals (a request
 gunicorn cannot parse: a malformed request line, header or chunk, a line or headers too
 large, an unsupported transfer coding) are JSON {"code", "detail"} like every other
-error, not gunicorn's HTML page. `gunicorn.conf.py` selects it."""
+error, not gunicorn's HTML page; and the master's part in the workers' metrics (one
+directory per instance, emptied at start, a dead worker's live gauges dropped).
+`gunicorn.conf.py` selects the worker and calls the hooks."""
 
 import json
+import os
+import shutil
 
 from gunicorn import util
 from gunicorn.workers.gthread import ThreadWorker
@@ -42,3 +46,28 @@ class JSONErrorWorker(ThreadWorker):
         # no hook for them; this worker process writes them as JSON instead.
         util.write_error = write_json_error
         super().init_process()
+
+
+def use_metrics_directory():
+    """Put every worker's metrics in this instance's directory (`metrics_dir`,
+    beside the cache). Called by the master before any worker exists:
+    prometheus_client chooses its multiprocess mode when first imported, from this
+    variable."""
+    from kvstore import conf
+
+    path = conf.from_environ().metrics_dir
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    return path
+
+
+def empty_metrics_directory(path):
+    """A new gunicorn starts counting from zero: the files of an earlier run would
+    be added to its counts."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+
+
+def worker_exited(pid):
+    from kvstore import metrics  # after use_metrics_directory, in the master
+
+    metrics.worker_exited(pid)
