@@ -39,7 +39,13 @@ def from_kafka(settings, admin):
     not answer)."""
     topics = settings.topics()
     states = admin.describe(list(topics.values()))
-    partitions = min((s.partitions for s in states.values() if s), default=0)
+    missing = [name for name, state in states.items() if state is None]
+    if missing:
+        raise StoreUnavailable(
+            f"missing namespace topics {', '.join(missing)}: run `manage.py "
+            "kvstore_init`"
+        )
+    partitions = min(state.partitions for state in states.values())
     group = admin.describe_group(settings.group_id)
     members = [m for m in group.members if m.url is not None]
     owners = dict.fromkeys(range(partitions))
@@ -49,7 +55,6 @@ def from_kafka(settings, admin):
     ends = {
         (ns, p): end
         for ns, topic in topics.items()
-        if states.get(topic)
         for p, end in admin.offsets(topic, range(partitions)).items()
     }
     namespace_of = {topic: ns for ns, topic in topics.items()}
@@ -134,7 +139,7 @@ def assemble(membership, found, namespaces):
         _partition(p, owner, found.get(owner), membership, namespaces)
         for p, owner in sorted(membership.owners.items())
     ]
-    members = [_member(url, report, partitions) for url, report in found.items()]
+    members = [_member(url, found[url], partitions) for url in sorted(found)]
     generations = [m["generation"] for m in members if m["generation"] is not None]
     unready = [row["partition"] for row in partitions if row["state"] != READY]
     return {

@@ -5,6 +5,7 @@ import re
 
 import pytest
 
+from kvstore import timing
 from tests.test_cluster import owner_of
 
 ENTRY = re.compile(r"^([a-z_]+);dur=([0-9]+\.[0-9]{2})$")
@@ -69,3 +70,10 @@ def test_errors_carry_it_too(two_instances, owner_and_other):
     assert refused.status_code == 400 and "total" in phases(refused)
     nowhere = owner.api("GET", "/no/such/url")
     assert nowhere.status_code == 404 and list(phases(nowhere)) == ["total"]
+
+
+def test_the_header_lists_the_phases_in_order_in_milliseconds():
+    phases = {"produce": 0.0123, "route": 0.0001, "apply_wait": 0.002}
+    assert timing.header(phases, 0.02) == (
+        "route;dur=0.10, produce;dur=12.30, apply_wait;dur=2.00, total;dur=20.00"
+    )

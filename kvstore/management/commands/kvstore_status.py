@@ -47,6 +47,11 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(status, indent=2))
         else:
             Table(self.stdout.write).show(status)
+        if not status["partitions"]:
+            raise CommandError(
+                "no partition has an owner: "
+                + (status.get("kafka_error") or "the group has no assignment")
+            )
         if status["unready"]:
             raise CommandError(
                 f"partitions without a ready owner: "
@@ -67,7 +72,7 @@ class Table:
             f"generation {status['generation']} (members and owners from {source})"
         )
         if status.get("kafka_error"):
-            self.write(f"Kafka did not answer: {status['kafka_error']}")
+            self.write(f"not from Kafka: {status['kafka_error']}")
         self.write("")
         self.members(status["members"])
         self.write("")

@@ -22,8 +22,12 @@
   function el(tag, attributes, ...children) {
     const node = document.createElement(tag);
     for (const [name, value] of Object.entries(attributes || {})) {
-      if (name === "style") Object.assign(node.style, value);
-      else node.setAttribute(name, value);
+      if (name === "style") {
+        // setProperty: custom properties (--owner) too
+        for (const [property, v] of Object.entries(value)) node.style.setProperty(property, v);
+      } else {
+        node.setAttribute(name, value);
+      }
     }
     for (const child of children) {
       if (child !== null && child !== undefined) {
