@@ -13,17 +13,8 @@ import threading
 import time
 import uuid
 
-from kvstore import (
-    cache,
-    conditions,
-    gather,
-    locks,
-    log,
-    routing,
-    timing,
-    values,
-    writes,
-)
+from kvstore import cache, conditions, gather, locks, log, routing, timing
+from kvstore import values, writes
 from kvstore.conf import store_settings
 from kvstore.errors import (
     EntryNotFound,

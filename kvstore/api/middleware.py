@@ -6,8 +6,6 @@ else (every error included) goes on to the views, which route again inside their
 read of the cache. Requests the store cannot honour as sent are refused here, before
 anything reads them (`refuse`)."""
 
-import re
-
 from rest_framework.exceptions import APIException, UnsupportedMediaType
 
 from kvstore import routing, timing
@@ -17,21 +15,18 @@ from kvstore.conf import store_settings
 from kvstore.errors import LengthRequired, NotOwner, StoreError
 from kvstore.repository import get_repository
 
+ITEM = r"/(?P<key>[^/]+)/?$"  # after /api/{namespace}
+
 
 class RedirectToOwnerMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
-        self._patterns = {}
         auth.warn_if_open(store_settings())
 
-    def _item(self, path):
+    @staticmethod
+    def _item(path):
         namespaces = store_settings().namespaces
-        pattern = self._patterns.get(namespaces)
-        if pattern is None:
-            names = "|".join(map(re.escape, namespaces))
-            pattern = re.compile(rf"^/api/(?P<ns>{names})/(?P<key>[^/]+)/?$")
-            self._patterns[namespaces] = pattern
-        return pattern.match(path)
+        return redirects.namespace_pattern(namespaces, ITEM).match(path)
 
     def __call__(self, request):
         match = self._item(request.path_info)

@@ -3,17 +3,16 @@ time went (`Server-Timing`: route, cache, produce, apply_wait, peers, total, in
 milliseconds), and the request and write-latency metrics (kvstore.metrics). 307s from
 the routing middleware, errors and static files pass through here too."""
 
-import re
 import time
 
 from kvstore import metrics, timing
+from kvstore.api import redirects
 from kvstore.conf import store_settings
 
 
 class ObserveMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
-        self._patterns = {}
 
     def __call__(self, request):
         started = time.perf_counter()
@@ -33,13 +32,9 @@ class ObserveMiddleware:
         )
         return response
 
-    def _namespace(self, path):
+    @staticmethod
+    def _namespace(path):
         """The namespace a path addresses ("" for every other path)."""
         namespaces = store_settings().namespaces
-        pattern = self._patterns.get(namespaces)
-        if pattern is None:
-            names = "|".join(map(re.escape, namespaces))
-            pattern = re.compile(rf"^/api/({names})(?:/|$)")
-            self._patterns[namespaces] = pattern
-        match = pattern.match(path)
-        return match[1] if match else ""
+        match = redirects.namespace_pattern(namespaces, "(?:/|$)").match(path)
+        return match["ns"] if match else ""

@@ -47,6 +47,8 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(status, indent=2))
         else:
             Table(self.stdout.write).show(status)
+            if status["partitions"] and not status["unready"]:
+                self.stdout.write("every partition has a ready owner")
         if not status["partitions"]:
             raise CommandError(
                 "no partition has an owner: "

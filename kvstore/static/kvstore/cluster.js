@@ -113,12 +113,17 @@
     byId("legend").replaceChildren(...legend);
   }
 
+  // The owner said nothing: the applied offset shown is the group's committed one.
+  function committed(figures) {
+    return figures.from === "committed" && figures.applied !== null;
+  }
+
   function lagCell(figures, widest) {
     const width = figures.lag ? Math.max(4, (100 * figures.lag) / widest) : 0;
     return el("td", {class: "lag-cell"},
       el("div", {class: "track"}, el("div", {class: "fill", style: {width: `${width}%`}})),
       el("span", {class: "figures"},
-        `${number(figures.lag)} · ${number(figures.applied)}${figures.from === "committed" ? "*" : ""}` +
+        `${number(figures.lag)} · ${number(figures.applied)}${committed(figures) ? "*" : ""}` +
         ` / ${number(figures.end)}`));
   }
 
@@ -135,6 +140,8 @@
       el("td", {class: `state-text state-${p.state}`}, STATES[p.state]),
       ...status.namespaces.map((ns) => lagCell(p.namespaces[ns], widest))));
     byId("lag-rows").replaceChildren(...rows);
+    const starred = status.partitions.some((p) => Object.values(p.namespaces).some(committed));
+    byId("lag-note").hidden = !starred;
   }
 
   function draw(status) {
