@@ -38,16 +38,9 @@ def from_kafka(settings, admin):
     """The Membership as Kafka describes the group now (StoreUnavailable when it does
     not answer)."""
     topics = settings.topics()
-    states = admin.describe(list(topics.values()))
-    missing = [name for name, state in states.items() if state is None]
-    if missing:
-        raise StoreUnavailable(
-            f"missing namespace topics {', '.join(missing)}: run `manage.py "
-            "kvstore_init`"
-        )
-    partitions = min(state.partitions for state in states.values())
+    partitions = _partition_count(admin, topics)
     group = admin.describe_group(settings.group_id)
-    members = [m for m in group.members if m.url is not None]
+    members = [m for m in group.members if m.url is not None]  # kvstore's own only
     owners = dict.fromkeys(range(partitions))
     for member in members:
         for held in member.assigned.values():
@@ -65,6 +58,18 @@ def from_kafka(settings, admin):
     }
     urls = tuple(sorted({m.url for m in members}))
     return Membership("kafka", group.state, urls, owners, ends, committed)
+
+
+def _partition_count(admin, topics):
+    """The namespace topics' partition count (co-partitioned: the smallest)."""
+    states = admin.describe(list(topics.values()))
+    missing = [name for name, state in states.items() if state is None]
+    if missing:
+        raise StoreUnavailable(
+            f"missing namespace topics {', '.join(missing)}: run `manage.py "
+            "kvstore_init`"
+        )
+    return min(state.partitions for state in states.values())
 
 
 def from_instance(described):

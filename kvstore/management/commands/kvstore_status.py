@@ -37,10 +37,7 @@ class Command(BaseCommand):
             if options["url"]:
                 status = overview.ask(options["url"], headers)
             else:
-                with log.admin(
-                    settings, timeout_ms=cluster.END_OFFSETS_TIMEOUT_MS
-                ) as admin:
-                    status = overview.collect(settings, headers, admin)
+                status = _from_kafka(settings, headers)
         except StoreUnavailable as exc:
             raise CommandError(str(exc)) from exc
         if options["json"]:
@@ -59,6 +56,17 @@ class Command(BaseCommand):
                 f"partitions without a ready owner: "
                 f"{', '.join(map(str, status['unready']))}"
             )
+
+
+def _from_kafka(settings, headers):
+    try:
+        admin = log.open_admin(settings, timeout_ms=cluster.END_OFFSETS_TIMEOUT_MS)
+    except StoreUnavailable as exc:
+        raise StoreUnavailable(f"{exc} (or ask an instance: --url URL)") from exc
+    try:
+        return overview.collect(settings, headers, admin)
+    finally:
+        admin.close()
 
 
 class Table:
