@@ -62,7 +62,8 @@ _WRITE_PHASES = {
     ),
     timing.TOTAL: Histogram(
         "kvstore_write_seconds",
-        "Writes that reached Kafka: the whole request, as the web worker saw it.",
+        "Writes handed to the producer (acknowledged or not): the whole request, as "
+        "the web worker saw it.",
         ["namespace"],
         buckets=WRITE_BUCKETS,
     ),
