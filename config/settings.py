@@ -51,6 +51,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: it times and counts every answer, the others' included.
+    "kvstore.api.observe.ObserveMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "kvstore.api.middleware.RedirectToOwnerMiddleware",

@@ -343,18 +343,21 @@ class Writer:
             ]
         )
 
-    def heartbeat(self, url, pid, applied, started_at, alive=True, lease_until=None):
+    def heartbeat(self, url, pid, started_at, counts, alive=True, lease_until=None):
+        """Record that the consumer process lives; `counts`: (records applied,
+        rebalances) since it started."""
         self._transaction(
             [
                 (
                     "INSERT OR REPLACE INTO member (id, pid, url, heartbeat, "
-                    "started_at, applied, lease_until) VALUES (1, ?, ?, ?, ?, ?, ?)",
+                    "started_at, applied, rebalances, lease_until) "
+                    "VALUES (1, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         pid,
                         url,
                         time.time() if alive else 0.0,
                         started_at,
-                        applied,
+                        *counts,
                         lease_until if alive else None,
                     ),
                 )

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from kvstore.ownership import GroupView
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 RESTORING, READY, REVOKED = "restoring", "ready", "revoked"
 
 SCHEMA = """
@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS member (
     heartbeat REAL NOT NULL,
     started_at REAL NOT NULL,
     applied INTEGER NOT NULL DEFAULT 0,
+    rebalances INTEGER NOT NULL DEFAULT 0,  -- assignments received since started_at
     -- the membership lease's end on kvstore.lease's clock; NULL: no lease
     lease_until REAL,
     last_error TEXT,
@@ -96,7 +97,9 @@ class Member(NamedTuple):
     pid: int
     lease_until: float | None  # see kvstore.lease
     last_error: str | None  # why it stopped, when it stopped on an error
-    draining_since: float | None = None  # a draining stop under way, since then
+    applied: int  # records applied since it started
+    rebalances: int  # assignments (rebalances) received since it started
+    draining_since: float | None  # a draining stop under way, since then
 
 
 class TopicFacts(NamedTuple):
@@ -229,9 +232,8 @@ class View:
         try:
             return self._one(
                 Member,
-                "SELECT url, heartbeat, pid, lease_until, last_error, draining_since "
-                "FROM member "
-                "WHERE id = 1",
+                "SELECT url, heartbeat, pid, lease_until, last_error, applied, "
+                "rebalances, draining_since FROM member WHERE id = 1",
             )
         except sqlite3.OperationalError:  # the consumer has not created the schema yet
             return None

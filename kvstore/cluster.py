@@ -38,6 +38,8 @@ def describe(reader, settings, admin=None):
             "heartbeat_age": age,
             "last_error": member.last_error if member is not None else None,
             "draining": member is not None and member.draining_since is not None,
+            "records_applied": member.applied if member is not None else 0,
+            "rebalances": member.rebalances if member is not None else 0,
         },
         "generation": group.generation if group else None,
         "members": list(group.members) if group else [],
@@ -88,6 +90,10 @@ def _local(row, ends):
         "applied_offset": row.position,
         "end_offset": end,
         "lag": None if end is None else max(0, end - row.position),
+        # The restore runs to the end offset seen at assignment.
+        "restore_remaining": (
+            max(0, row.target - row.position) if row.state == cache.RESTORING else 0
+        ),
         "skipped": row.skipped,
         "misplaced": row.misplaced,
     }
@@ -109,7 +115,9 @@ def shared_admin(settings):
 
 
 class _LockedAdmin:
-    """One look-up at a time: the web workers' threads share the admin client."""
+    """One look-up at a time: the web workers' threads share the admin client. The
+    look-ups of `kvstore.log.Admin` the web side makes: end offsets, and the topics
+    and the group for the cluster-wide status."""
 
     def __init__(self, admin):
         self._admin, self._lock = admin, threading.Lock()
@@ -117,3 +125,11 @@ class _LockedAdmin:
     def offsets(self, topic, partitions):
         with self._lock:
             return self._admin.offsets(topic, partitions)
+
+    def describe(self, names):
+        with self._lock:
+            return self._admin.describe(names)
+
+    def describe_group(self, group_id):
+        with self._lock:
+            return self._admin.describe_group(group_id)

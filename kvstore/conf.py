@@ -68,10 +68,19 @@ class StoreSettings:
     api_keys: tuple[tuple[str, str], ...] = ()
     # Peers send it on /api/internal/ calls, so it is kept as given (not in reprs).
     cluster_secret: str | None = dataclasses.field(default=None, repr=False)
+    # An admin key this process presents to instances (kvstore_status), not one the
+    # instance accepts.
+    admin_key: str | None = dataclasses.field(default=None, repr=False)
 
     @property
     def auth_required(self):
         return self.auth == "required"
+
+    @property
+    def metrics_dir(self):
+        """Where the web workers keep their metrics (PROMETHEUS_MULTIPROC_DIR):
+        beside the cache, so each instance has its own."""
+        return self.cache_path.with_name(self.cache_path.name + ".metrics")
 
     def topic(self, namespace):
         """The Kafka topic that holds `namespace`."""
@@ -125,6 +134,7 @@ def from_environ(environ=None):
         compression=env.choice(
             "KVSTORE_COMPRESSION", defaults.compression, COMPRESSIONS
         ),
+        admin_key=env.str("KVSTORE_ADMIN_KEY", None),
     )
 
 

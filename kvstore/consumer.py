@@ -49,6 +49,7 @@ class ConsumerProcess:
         self.namespace_of = {topic: ns for ns, topic in settings.topics().items()}
         self.held = {}  # (topic, partition) -> Held
         self.applied_total = 0
+        self.rebalances = 0  # assignments received, for the metrics
         self.started_at = time.time()
         self._restore = _RestoreMeter()
         self._view = None
@@ -142,6 +143,7 @@ class ConsumerProcess:
         fresh = self._handle_events(group)
         view = group.view()
         if view is not None and view != self._view:
+            self.rebalances += 1
             self.writer.set_group(view)
             self._view = view
             logger.info("generation %s: owners %s", view.generation, view.owners)
@@ -303,8 +305,8 @@ class ConsumerProcess:
         self.writer.heartbeat(
             self.settings.advertised_url,
             os.getpid(),
-            self.applied_total,
             self.started_at,
+            (self.applied_total, self.rebalances),
             alive,
             lease_until=self._lease,
         )

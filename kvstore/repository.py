@@ -13,7 +13,8 @@ import threading
 import time
 import uuid
 
-from kvstore import cache, conditions, gather, locks, log, routing, values, writes
+from kvstore import cache, conditions, gather, locks, log, routing, timing
+from kvstore import values, writes
 from kvstore.conf import store_settings
 from kvstore.errors import (
     EntryNotFound,
@@ -119,11 +120,14 @@ class Repository:
         everything the partition held when asked (Kafka's end offset), so writes made
         through any producer are seen."""
         with self.reader.snapshot() as view:
-            route = routing.route(view, self.settings, namespace, key)
-            entry = None if strong else self._entry(view, route)
+            with timing.phase(timing.ROUTE):
+                route = routing.route(view, self.settings, namespace, key)
+            with timing.phase(timing.CACHE):
+                entry = None if strong else self._entry(view, route)
         if strong:
-            self._catch_up(route)
-            with self.reader.snapshot() as view:
+            with timing.phase(timing.APPLY_WAIT):
+                self._catch_up(route)
+            with timing.phase(timing.CACHE), self.reader.snapshot() as view:
                 entry = self._entry(view, route)
         if entry is None:
             raise EntryNotFound(f"No entry {key!r} in {namespace!r}.")
@@ -134,10 +138,13 @@ class Repository:
         partition's owner."""
         after = after or ""
         with self.reader.snapshot() as view:
-            where = gather.plan(view, self.settings, namespace)
+            with timing.phase(timing.ROUTE):
+                where = gather.plan(view, self.settings, namespace)
             mine = [p for p, peer in where.items() if peer is None]
-            local_rows = view.entries(namespace, mine, after, limit + 1)
-        rows = gather.merge(local_rows, where, namespace, after, limit + 1)
+            with timing.phase(timing.CACHE):
+                local_rows = view.entries(namespace, mine, after, limit + 1)
+        with timing.phase(timing.PEERS):
+            rows = gather.merge(local_rows, where, namespace, after, limit + 1)
         entries = [Entry.from_row(row.key, row) for row in rows[:limit]]
         return Page(entries, entries[-1].key if len(rows) > limit else None)
 
@@ -185,8 +192,7 @@ class Repository:
     def put(self, namespace, key, value, condition=Condition()):
         """Write `value` under `key` if `condition` holds; `value` may be a function of
         the current Entry."""
-        with self.reader.snapshot() as view:
-            route = routing.route(view, self.settings, namespace, key)
+        route = self._route(namespace, key)
         with self.locks.hold(namespace, key) as slot:
             current = self._current_under_lock(route, slot)
             condition.check(current)
@@ -201,13 +207,16 @@ class Repository:
     def delete(self, namespace, key, condition=Condition()):
         """Write a tombstone for an existing `key`; EntryNotFound when there is none."""
         condition = dataclasses.replace(condition, exists=True)
-        with self.reader.snapshot() as view:
-            route = routing.route(view, self.settings, namespace, key)
+        route = self._route(namespace, key)
         with self.locks.hold(namespace, key) as slot:
             current = self._current_under_lock(route, slot)
             condition.check(current)
             version, applied = self._write(route, slot, None, condition, current)
         return WriteResult(None, version, applied, False, conditional=True)
+
+    def _route(self, namespace, key):
+        with timing.phase(timing.ROUTE), self.reader.snapshot() as view:
+            return routing.route(view, self.settings, namespace, key)
 
     def _current_under_lock(self, route, slot):
         """The entry as of every write acknowledged before: first wait for the bucket's
@@ -220,7 +229,7 @@ class Repository:
                     "A previous write to this key is not applied yet; try again.",
                     code="write_pending",
                 )
-        with self.reader.snapshot() as view:
+        with timing.phase(timing.CACHE), self.reader.snapshot() as view:
             ready_at = view.ready_at(route.namespace, route.partition)
             entry = self._entry(view, route)
         recent = self.settings.produce_timeout + 2
@@ -241,10 +250,14 @@ class Repository:
             based = current.version if current is not None else None
             based = None if based is None else (based.partition, based.offset)
             headers = (conditions.BasedOn(based).header(),)
-        written = self._produce(route, payload, headers)
+        with timing.phase(timing.PRODUCE):
+            written = self._produce(route, payload, headers)
         slot.remember(route.namespace, written.partition, written.offset)
         version = Version(written.partition, written.offset)
-        applied = self.wait_applied(route.namespace, written.partition, written.offset)
+        with timing.phase(timing.APPLY_WAIT):
+            applied = self.wait_applied(
+                route.namespace, written.partition, written.offset
+            )
         if applied and condition.constrains:
             self._raise_if_rejected(route, version)
         # Acknowledge only under a lease still held: after a pause this instance may

@@ -59,3 +59,17 @@ def with_settings(settings):
         return settings.KVSTORE
 
     return change
+
+
+@pytest.fixture(scope="session")
+def two_instances(kafka_bootstrap, tmp_path_factory):
+    """Two real instances in one group (4 partitions, auth off), shared by the tests
+    that only watch them (metrics, Server-Timing, status, the cluster page)."""
+    from tests.instances import isolated_settings
+    from tests.test_cluster import make_cluster
+
+    settings = isolated_settings(kafka_bootstrap, partitions=4)
+    nodes = make_cluster(settings, tmp_path_factory.mktemp("two"), 2)
+    yield nodes
+    for node in nodes:
+        node.stop()

@@ -283,6 +283,65 @@ class TestBrowsers:
         assert "Key Value List" in page.text
 
 
+class TestOperatorViews:
+    """/metrics, /cluster/ and /api/cluster/status are admin-only; kvstore_status
+    presents KVSTORE_ADMIN_KEY."""
+
+    PATHS = ("/metrics", "/cluster/", "/api/cluster/status")
+
+    def test_no_key_is_401_and_read_or_write_keys_are_403(self, cluster):
+        node = cluster[0]
+        for path in self.PATHS:
+            missing = node.api("GET", path, headers={})
+            assert missing.status_code == 401, path
+            assert missing.json()["code"] == "not_authenticated"
+            assert missing.headers["WWW-Authenticate"] == 'Bearer realm="kvstore"'
+            assert "kvstore_" not in missing.text
+            for role in ("read", "write"):
+                refused = node.api("GET", path, headers=bearer(KEYS[role]))
+                assert refused.status_code == 403, (path, role)
+                assert refused.json()["code"] == "permission_denied"
+        page = node.api("GET", "/cluster/", headers={"Accept": "text/html"})
+        assert page.headers["WWW-Authenticate"].startswith('Basic realm="kvstore"')
+
+    def test_an_admin_key_gets_them(self, cluster):
+        node = cluster[0]
+        scraped = node.api("GET", "/metrics", headers=bearer(KEYS["admin"]))
+        assert scraped.status_code == 200 and "kvstore_requests_total" in scraped.text
+        page = node.api("GET", "/cluster/", headers=basic(KEYS["admin"]))
+        assert page.status_code == 200 and 'id="cluster"' in page.text
+        posted = node.api("POST", "/metrics", headers=bearer(KEYS["admin"]))
+        assert posted.status_code == 405
+
+    def test_the_status_asks_the_peers_with_the_cluster_secret(self, cluster):
+        found = cluster[1].api("GET", "/api/cluster/status").json()
+        assert {m["url"] for m in found["members"]} == {n.url for n in cluster}
+        assert all(m["answered"] for m in found["members"]), found["members"]
+        assert found["unready"] == []
+
+    def test_kvstore_status_presents_the_admin_key(self, cluster):
+        settings = cluster[0].settings
+
+        def status(**env):
+            return subprocess.run(
+                [PYTHON, "manage.py", "kvstore_status"],
+                cwd=ROOT,
+                env=environment(settings, **env),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+
+        refused = status()
+        assert refused.returncode == 1
+        assert refused.stdout.count("(answered 401)") == 2, refused.stdout
+        done = status(KVSTORE_ADMIN_KEY=KEYS["admin"])
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert all(node.url in done.stdout for node in cluster)
+        through = status(KVSTORE_ADMIN_KEY=KEYS["read"])
+        assert through.returncode == 1 and "answered 403" in through.stdout
+
+
 def test_check_deploy_passes_with_auth_required(cluster):
     settings = cluster[0].settings
     production = environment(

@@ -4,6 +4,7 @@ processes."""
 
 import concurrent.futures
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -216,14 +217,21 @@ class TestRouting:
             described = odd.api("GET", "/api/cluster").json()
             assert described["refused_owners"] == refused
             status = subprocess.run(
-                [sys.executable, "manage.py", "kvstore_status"],
+                [sys.executable, "manage.py", "kvstore_status", "--url", odd.url]
+                + ["--json"],
                 cwd=ROOT,
                 env=environment(odd.settings),
                 capture_output=True,
                 text=True,
                 timeout=60,
-            ).stdout
-            assert status.count("NOT ON KVSTORE_PEER_ALLOWLIST") == len(refused)
+            )
+            assert status.returncode == 1
+            not_asked = {
+                str(row["partition"])
+                for row in json.loads(status.stdout)["partitions"]
+                if "not on KVSTORE_PEER_ALLOWLIST" in (row["reason"] or "")
+            }
+            assert not_asked == set(refused)
         finally:
             odd.stop()
 
@@ -303,8 +311,16 @@ class TestSeeingTheCluster:
             timeout=60,
         )
         assert done.returncode == 0, done.stderr
-        assert f"instance   {cluster[1].url} (consumer alive)" in done.stdout
-        assert "lag" in done.stdout and all(n.url in done.stdout for n in cluster)
+        members = [
+            line for line in done.stdout.splitlines() if line.startswith("http://")
+        ]
+        assert sorted(line.split()[0] for line in members) == sorted(
+            n.url for n in cluster
+        )
+        assert all("alive" in line and "held" in line for line in members)
+        rows = [line.split() for line in done.stdout.splitlines()]
+        ready = [row for row in rows if row and row[0].isdigit() and row[2] == "ready"]
+        assert "lag" in done.stdout and len(ready) == PARTITIONS
 
 
 class TestClient:

@@ -8,11 +8,11 @@ from django.core.exceptions import (
 )
 from django.http import Http404, JsonResponse
 from django.views.debug import SafeExceptionReporterFilter
-from rest_framework import exceptions
+from rest_framework import exceptions, status
 from rest_framework.exceptions import APIException, ParseError, ValidationError
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from kvstore.api import redirects
+from kvstore.api import auth, redirects
 from kvstore.errors import BodyTooLarge, NotOwner, NotServing, StoreError
 
 MAX_HOPS = 2
@@ -49,6 +49,7 @@ def exception_handler(exc, context):
             response[name] = value
     if location:
         response["Location"] = location
+    response.error_code = response.data.get("code", "")
     return response
 
 
@@ -71,6 +72,18 @@ def redirect_or_loop(exc, request):
     return exc, redirects.location(exc.owner, request, hops + 1)
 
 
+def refusal(request, need):
+    """The 401 or 403 JSON answer when the caller may not do `need`, else None: for
+    code outside DRF's views (the redirecting middleware, the operator's pages)."""
+    try:
+        auth.enforce(request, need)
+    except APIException as exc:
+        if exc.status_code == status.HTTP_401_UNAUTHORIZED:
+            exc.auth_header = auth.challenge(request)
+        return json_response(exc)
+    return None
+
+
 def error_body(exc):
     """The JSON body every API error shares: its stable code and its detail."""
     codes = exc.get_codes()
@@ -82,8 +95,9 @@ def json_response(exc, location=None):
     """An APIException (a StoreError's headers and data included, or DRF's 401 and 403
     with the challenge in `auth_header`) as the JSON response the DRF handler makes,
     for code before DRF."""
-    extra = getattr(exc, "extra", {})
-    response = JsonResponse({**error_body(exc), **extra}, status=exc.status_code)
+    body = {**error_body(exc), **getattr(exc, "extra", {})}
+    response = JsonResponse(body, status=exc.status_code)
+    response.error_code = body["code"]
     for name, value in getattr(exc, "headers", {}).items():
         response[name] = value
     if getattr(exc, "wait", None):
@@ -140,6 +154,7 @@ def server_error(request):
 
 def _error(status_code, code, detail):
     response = JsonResponse({"code": code, "detail": detail}, status=status_code)
+    response.error_code = code  # for the metrics (kvstore.api.observe)
     # Some of these are answered outside the middleware that would set it.
     response["Content-Length"] = str(len(response.content))
     return response

@@ -6,33 +6,27 @@ else (every error included) goes on to the views, which route again inside their
 read of the cache. Requests the store cannot honour as sent are refused here, before
 anything reads them (`refuse`)."""
 
-import re
-
-from rest_framework import status
 from rest_framework.exceptions import APIException, UnsupportedMediaType
 
-from kvstore import routing
+from kvstore import routing, timing
 from kvstore.api import auth, redirects
-from kvstore.api.handlers import json_response, redirect_or_loop
+from kvstore.api.handlers import json_response, redirect_or_loop, refusal
 from kvstore.conf import store_settings
 from kvstore.errors import LengthRequired, NotOwner, StoreError
 from kvstore.repository import get_repository
+
+ITEM = r"/(?P<key>[^/]+)/?$"  # after /api/{namespace}
 
 
 class RedirectToOwnerMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
-        self._patterns = {}
         auth.warn_if_open(store_settings())
 
-    def _item(self, path):
+    @staticmethod
+    def _item(path):
         namespaces = store_settings().namespaces
-        pattern = self._patterns.get(namespaces)
-        if pattern is None:
-            names = "|".join(map(re.escape, namespaces))
-            pattern = re.compile(rf"^/api/(?P<ns>{names})/(?P<key>[^/]+)/?$")
-            self._patterns[namespaces] = pattern
-        return pattern.match(path)
+        return redirects.namespace_pattern(namespaces, ITEM).match(path)
 
     def __call__(self, request):
         match = self._item(request.path_info)
@@ -42,7 +36,7 @@ class RedirectToOwnerMiddleware:
         if match is not None:
             owner = self._owner(match["ns"], match["key"])
             if owner is not None:
-                refused = self._refusal(request)
+                refused = refusal(request, auth.needed(request))
                 if refused is not None:
                     return refused
                 redirect = NotOwner(owner.owner, owner.partition)
@@ -50,21 +44,10 @@ class RedirectToOwnerMiddleware:
         return self.get_response(request)
 
     @staticmethod
-    def _refusal(request):
-        """The 401 or 403 JSON answer when the caller may not do what it asks."""
-        try:
-            auth.enforce(request, auth.needed(request))
-        except APIException as exc:
-            if exc.status_code == status.HTTP_401_UNAUTHORIZED:
-                exc.auth_header = auth.challenge(request)
-            return json_response(exc)
-        return None
-
-    @staticmethod
     def _owner(namespace, key):
         """The key's Placement when a peer serves it, else None (the view answers)."""
         try:
-            with get_repository().reader.snapshot() as view:
+            with timing.phase(timing.ROUTE), get_repository().reader.snapshot() as view:
                 placement = routing.locate_key(view, store_settings(), namespace, key)
         except StoreError:
             return None

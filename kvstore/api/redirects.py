@@ -4,6 +4,7 @@ from Django's decoded path instead, a key holding `?`, `#`, `%` or non-ASCII cha
 would arrive at the owner as another key.
 """
 
+import functools
 import re
 from urllib.parse import quote, unquote_plus, unquote_to_bytes, urlsplit
 
@@ -74,3 +75,11 @@ def check_path_is_utf8(request):
         unquote_to_bytes(path).decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidKey("The key is not UTF-8 once percent-decoded.") from None
+
+
+@functools.lru_cache(maxsize=16)
+def namespace_pattern(namespaces, rest):
+    """The compiled pattern of a path /api/{namespace}`rest` for one of `namespaces`
+    (group `ns`)."""
+    names = "|".join(map(re.escape, namespaces))
+    return re.compile(rf"^/api/(?P<ns>{names}){rest}")

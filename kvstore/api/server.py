@@ -1,8 +1,10 @@
 """The web server: gunicorn's threaded worker, whose own refusals (a request gunicorn
 cannot parse: a malformed request line, header or chunk, a line or headers too large, an
 unsupported transfer coding) are JSON {"code", "detail"} like every other error, not
-gunicorn's HTML page; and a stop that waits for this instance's consumer to drain.
-`gunicorn.conf.py` selects both.
+gunicorn's HTML page; a stop that waits for this instance's consumer to drain; and the
+master's part in the workers' metrics (one directory per instance, emptied at start, a
+dead worker's live gauges dropped). `gunicorn.conf.py` selects the worker and calls the
+hooks.
 
 A draining stop: when the consumer leaves the group, the peers go on redirecting to this
 instance until they know the new owners, so its web side must keep answering (503, then
@@ -12,6 +14,8 @@ consumer and gunicorn at once, systemd every process of the unit).
 """
 
 import json
+import os
+import shutil
 import signal
 import threading
 import time
@@ -116,3 +120,25 @@ def wait_for_drain(grace, limit=DRAIN_LIMIT):
         if member.draining_since is None and time.monotonic() - began >= grace:
             return
         time.sleep(0.05)
+
+def use_metrics_directory():
+    """Put every worker's metrics in this instance's directory (`metrics_dir`,
+    beside the cache). Called by the master before any worker exists:
+    prometheus_client chooses its multiprocess mode when first imported, from this
+    variable."""
+    path = conf.from_environ().metrics_dir
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    return path
+
+
+def empty_metrics_directory(path):
+    """A new gunicorn starts counting from zero: the files of an earlier run would
+    be added to its counts."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+
+
+def worker_exited(pid):
+    from kvstore import metrics  # after use_metrics_directory, in the master
+
+    metrics.worker_exited(pid)

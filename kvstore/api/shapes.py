@@ -55,6 +55,8 @@ CLUSTER = {
                 "last_error": {"type": "string", "nullable": True},
                 "heartbeat_age": {"type": "number", "nullable": True},
                 "draining": {"type": "boolean"},
+                "records_applied": {"type": "integer"},
+                "rebalances": {"type": "integer"},
             },
         },
         "generation": _NULLABLE_INT,
@@ -85,8 +87,93 @@ CLUSTER = {
                     "applied_offset": {"type": "integer"},
                     "end_offset": _NULLABLE_INT,
                     "lag": _NULLABLE_INT,
+                    "restore_remaining": {"type": "integer"},
+                    "skipped": {"type": "integer"},
+                    "misplaced": {"type": "integer"},
                 },
             },
+        },
+    },
+}
+_NULLABLE_STRING = {"type": "string", "nullable": True}
+_PARTITION_NUMBERS = {"type": "array", "items": {"type": "integer"}}
+_STATUS_OFFSETS = {
+    "type": "object",
+    "description": "applied, end and lag: the owner's figures, or the group's "
+    "committed offset (from: committed) when the owner said nothing",
+    "properties": {
+        "applied": _NULLABLE_INT,
+        "end": _NULLABLE_INT,
+        "lag": _NULLABLE_INT,
+        "from": {"type": "string", "enum": ["owner", "committed"]},
+        "state": {"type": "string", "nullable": True, "enum": ["restoring", "ready"]},
+        "restore_remaining": _NULLABLE_INT,
+        "skipped": _NULLABLE_INT,
+        "misplaced": _NULLABLE_INT,
+    },
+}
+CLUSTER_STATUS = {
+    "type": "object",
+    "required": ["group", "source", "members", "partitions", "unready"],
+    "properties": {
+        "group": {"type": "string"},
+        "source": {
+            "type": "string",
+            "enum": ["kafka", "instance"],
+            "description": "where members and owners come from: Kafka's group "
+            "coordinator, or this instance's last assignment when Kafka does not "
+            "answer (kafka_error says why)",
+        },
+        "kafka_error": _NULLABLE_STRING,
+        "group_state": _NULLABLE_STRING,
+        "generation": _NULLABLE_INT,
+        "namespaces": {"type": "array", "items": {"type": "string"}},
+        "members": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "url": {"type": "string"},
+                    "answered": {"type": "boolean"},
+                    "reason": _NULLABLE_STRING,
+                    "consumer_alive": {"type": "boolean", "nullable": True},
+                    "lease": {"type": "boolean", "nullable": True},
+                    "last_error": _NULLABLE_STRING,
+                    "generation": _NULLABLE_INT,
+                    "partitions": _PARTITION_NUMBERS,
+                    "restoring": _PARTITION_NUMBERS,
+                },
+            },
+        },
+        "partitions": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "partition": {"type": "integer"},
+                    "owner": _NULLABLE_STRING,
+                    "state": {
+                        "type": "string",
+                        "enum": [
+                            "ready",
+                            "restoring",
+                            "moving",
+                            "unowned",
+                            "unreachable",
+                            "not_serving",
+                        ],
+                    },
+                    "reason": _NULLABLE_STRING,
+                    "namespaces": {
+                        "type": "object",
+                        "additionalProperties": _STATUS_OFFSETS,
+                    },
+                },
+            },
+        },
+        "unready": {
+            **_PARTITION_NUMBERS,
+            "description": "partitions without a ready owner",
         },
     },
 }

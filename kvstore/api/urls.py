@@ -1,12 +1,12 @@
-"""The store's URLs: the API root, the kv namespace, the cluster view, the peer
-endpoint, the OpenAPI schema and its docs, and health. A project mounts them with
-`path("", include("kvstore.api.urls"))`."""
+"""The store's URLs: the API root, the kv namespace, the cluster views, the peer
+endpoints, the OpenAPI schema and its docs, health, the metrics and the cluster page.
+A project mounts them with `path("", include("kvstore.api.urls"))`."""
 
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from kvstore.api import views
+from kvstore.api import operator, views
 
 
 class NamespaceRouter(SimpleRouter):
@@ -26,6 +26,11 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/", include(router.urls)),
     path("api/cluster", views.ClusterView.as_view(), name="cluster"),
+    path(
+        "api/cluster/status",
+        operator.ClusterStatusView.as_view(),
+        name="cluster-status",
+    ),
     path("api/internal/group", views.GroupView.as_view(), name="internal-group"),
     path(
         "api/internal/entries/<str:namespace>",
@@ -34,4 +39,7 @@ urlpatterns = [
     ),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.ready, name="readyz"),
+    # For operators, outside the API and its schema.
+    path("metrics", operator.prometheus, name="metrics"),
+    path("cluster/", operator.cluster_page, name="cluster-page"),
 ]

@@ -283,9 +283,10 @@ class GroupView(APIView):
 
 class ClusterView(APIView):
     """GET /api/cluster: members, generation, partition → owner, and this instance's
-    partitions. Admin keys only."""
+    partitions. Admin keys, and peers (the cluster secret) gathering the cluster-wide
+    status."""
 
-    required_role = keys.ADMIN
+    required_role = keys.INTERNAL
 
     @extend_schema(responses={status.HTTP_200_OK: shapes.CLUSTER})
     def get(self, request):

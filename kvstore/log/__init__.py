@@ -4,7 +4,14 @@ Everything else talks to what is exported here and sees only the store's own exc
 (`StoreUnavailable`), never kafka-python's types or errors.
 """
 
-from kvstore.log.admin import Admin, TopicState, admin, open_admin
+from kvstore.log.admin import (
+    Admin,
+    GroupMember,
+    GroupState,
+    TopicState,
+    admin,
+    open_admin,
+)
 from kvstore.log.bulk import BulkProducer, LogRecord, read_all_records, read_latest
 from kvstore.log.common import client_config
 from kvstore.log.consumer import GroupConsumer
@@ -12,6 +19,8 @@ from kvstore.log.producer import RECORD_OVERHEAD, Producer, Written
 
 __all__ = [
     "Admin",
+    "GroupMember",
+    "GroupState",
     "BulkProducer",
     "LogRecord",
     "read_all_records",

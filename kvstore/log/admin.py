@@ -7,10 +7,29 @@ import kafka.errors
 from kafka import TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, OffsetSpec
 
+from kvstore import ownership
 from kvstore.errors import StoreUnavailable
 from kvstore.log.common import client_config, translated as _translated
 
 UNKNOWN_TOPIC = kafka.errors.UnknownTopicOrPartitionError.errno
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupMember:
+    """One member of a consumer group, as the group coordinator describes it: the URL
+    it advertises (None for a member that is not kvstore) and the partitions it holds,
+    {topic: [partition]}."""
+
+    member_id: str
+    url: str | None
+    assigned: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupState:
+    state: str  # Stable, PreparingRebalance, CompletingRebalance, Empty, Dead
+    members: tuple  # GroupMembers
+    committed: dict  # {(topic, partition): the group's committed offset}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,15 +152,22 @@ class Admin:
     def group(self, group_id):
         """(state, member count, {(topic, partition): committed offset}) of a consumer
         group."""
+        described = self.describe_group(group_id)
+        return described.state, len(described.members), described.committed
+
+    def describe_group(self, group_id):
+        """The GroupState of a consumer group: its members, what each holds, and its
+        committed offsets."""
         with _translated(f"describe group {group_id}"):
             described = self._client.describe_groups([group_id])[group_id]
             committed = self._client.list_group_offsets({group_id: None}).get(
                 group_id, {}
             )
+        members = tuple(_member(member) for member in described["members"])
         offsets = {
             (tp.topic, tp.partition): meta.offset for tp, meta in committed.items()
         }
-        return described["group_state"], len(described["members"]), offsets
+        return GroupState(described["group_state"], members, offsets)
 
     def offsets(self, topic, partitions, latest=True):
         """{partition: the end offset (latest) or the log start offset (earliest)}."""
@@ -151,3 +177,21 @@ class Admin:
                 {TopicPartition(topic, p): spec for p in partitions}
             )
         return {tp.partition: answer.offset for tp, answer in found.items()}
+
+
+def _member(described):
+    """A GroupMember from DescribeGroups' decoded member."""
+    metadata = described.get("member_metadata") or {}
+    user_data = metadata.get("user_data") if isinstance(metadata, dict) else None
+    if isinstance(user_data, str):  # kafka-python hands it over decoded
+        user_data = user_data.encode()
+    assignment = described.get("member_assignment") or {}
+    assigned = {
+        topic["topic"]: list(topic["partitions"])
+        for topic in assignment.get("assigned_partitions", ())
+    }
+    return GroupMember(
+        described["member_id"],
+        ownership.decode_subscription(user_data or b""),
+        assigned,
+    )

@@ -1,77 +1,141 @@
-"""`manage.py kvstore_status`: this instance's view of the cluster, as a table."""
+"""`manage.py kvstore_status`: the whole cluster, as `kafka-consumer-groups --describe`
+shows a group: the members, partition → owner, each partition's applied/end/lag and
+state, and who is restoring; from Kafka's group coordinator and every member's
+/api/cluster (or, with --url, from one instance's /api/cluster/status). Exits 1 naming
+the partitions that have no ready owner."""
 
-import contextlib
+import json
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
-from kvstore import cache, cluster, log
+from kvstore import cluster, log, overview
 from kvstore.conf import store_settings
 from kvstore.errors import StoreUnavailable
 
 
 class Command(BaseCommand):
     help = (
-        "Show the members, generation, partition owners, and this instance's "
-        "partitions with their lag (from Kafka's end offsets now) and the records "
-        "passed over."
+        "Show the whole cluster: members, partition owners, each partition's applied "
+        "offset, end offset, lag and state, from Kafka (KAFKA_BOOTSTRAP_SERVERS, "
+        "KVSTORE_GROUP_ID) and each member's /api/cluster, or from the instance at "
+        "--url. Exit 1 when a partition has no ready owner. With KVSTORE_AUTH=required "
+        "the instances want an admin key: set KVSTORE_ADMIN_KEY."
     )
     requires_system_checks = []
 
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--url", help="an instance's base URL: ask it instead of Kafka"
+        )
+        parser.add_argument("--json", action="store_true", help="print it as JSON")
+
     def handle(self, *args, **options):
         settings = store_settings()
-        with _admin(settings) as admin:
-            described = cluster.describe(
-                cache.Reader(settings.cache_path), settings, admin
+        key = settings.admin_key
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        try:
+            if options["url"]:
+                status = overview.ask(options["url"], headers)
+            else:
+                status = _from_kafka(settings, headers)
+        except StoreUnavailable as exc:
+            raise CommandError(str(exc)) from exc
+        if options["json"]:
+            self.stdout.write(json.dumps(status, indent=2))
+        else:
+            Table(self.stdout.write).show(status)
+            if status["partitions"] and not status["unready"]:
+                self.stdout.write("every partition has a ready owner")
+        if not status["partitions"]:
+            raise CommandError(
+                "no partition has an owner: "
+                + (status.get("kafka_error") or "the group has no assignment")
             )
-        self._consumer(described)
-        self.stdout.write("")
-        self.stdout.write(f"{'partition':>9}  owner")
-        refused = described["refused_owners"]
-        for partition, owner in described["owners"].items():
-            note = (
-                "  (NOT ON KVSTORE_PEER_ALLOWLIST: 503)" if partition in refused else ""
-            )
-            self.stdout.write(f"{partition:>9}  {owner or '(moving)'}{note}")
-        self.stdout.write("")
-        self._partitions(described)
-
-    def _consumer(self, described):
-        consumer = "alive" if described["consumer"]["alive"] else "NOT RUNNING"
-        self.stdout.write(f"instance   {described['instance']} (consumer {consumer})")
-        if described["consumer"]["last_error"]:
-            self.stdout.write(f"last error {described['consumer']['last_error']}")
-        self.stdout.write(f"generation {described['generation']}")
-        self.stdout.write(f"members    {', '.join(described['members']) or '-'}")
-
-    def _partitions(self, described):
-        source = described["end_offsets_from"]
-        self.stdout.write(
-            f"{'namespace':<10} {'partition':>9} {'state':<10} {'applied':>10} "
-            f"{'end':>10} {'lag':>8} {'skipped':>8} {'misplaced':>9}"
-        )
-        for row in described["local"]:
-            end = "-" if row["end_offset"] is None else row["end_offset"]
-            lag = "-" if row["lag"] is None else row["lag"]
-            self.stdout.write(
-                f"{row['namespace']:<10} {row['partition']:>9} {row['state']:<10} "
-                f"{row['applied_offset']:>10} {end:>10} {lag:>8} {row['skipped']:>8} "
-                f"{row['misplaced']:>9}"
-            )
-        if source != "kafka":
-            self.stdout.write(
-                "(Kafka did not answer: end offsets as the consumer last saw them)"
+        if status["unready"]:
+            raise CommandError(
+                f"partitions without a ready owner: "
+                f"{', '.join(map(str, status['unready']))}"
             )
 
 
-@contextlib.contextmanager
-def _admin(settings):
-    """An Admin for fresh end offsets, or None when Kafka cannot be reached."""
+def _from_kafka(settings, headers):
     try:
         admin = log.open_admin(settings, timeout_ms=cluster.END_OFFSETS_TIMEOUT_MS)
-    except StoreUnavailable:
-        yield None
-        return
+    except StoreUnavailable as exc:
+        raise StoreUnavailable(f"{exc} (or ask an instance: --url URL)") from exc
     try:
-        yield admin
+        return overview.collect(settings, headers, admin)
     finally:
         admin.close()
+
+
+class Table:
+    """The status as text, one `write` per line."""
+
+    def __init__(self, write):
+        self.write = write
+
+    def show(self, status):
+        source = "Kafka" if status["source"] == "kafka" else "an instance"
+        self.write(
+            f"group {status['group']}: {status['group_state'] or 'state unknown'}, "
+            f"generation {status['generation']} (members and owners from {source})"
+        )
+        if status.get("kafka_error"):
+            self.write(f"not from Kafka: {status['kafka_error']}")
+        self.write("")
+        self.members(status["members"])
+        self.write("")
+        self.partitions(status)
+
+    def members(self, members):
+        self.write(
+            f"{'member':<30} {'consumer':<11} {'lease':<6} {'generation':>10}  "
+            f"{'partitions':<20} restoring"
+        )
+        for member in members:
+            if not member["answered"]:
+                self.write(f"{member['url']:<30} ({member['reason']})")
+                continue
+            consumer = "alive" if member["consumer_alive"] else "NOT RUNNING"
+            lease = "held" if member["lease"] else "NONE"
+            self.write(
+                f"{member['url']:<30} {consumer:<11} {lease:<6} "
+                f"{_text(member['generation']):>10}  "
+                f"{_numbers(member['partitions']):<20} "
+                f"{_numbers(member['restoring'])}"
+            )
+            if member["last_error"]:
+                self.write(f"{'':<30} last error: {member['last_error']}")
+
+    def partitions(self, status):
+        self.write(
+            f"{'partition':>9}  {'owner':<30} {'state':<11} {'namespace':<10} "
+            f"{'applied':>9} {'end':>9} {'lag':>7} {'skipped':>7} {'misplaced':>9}"
+        )
+        for row in status["partitions"]:
+            owner = row["owner"] or "-"
+            lead = f"{row['partition']:>9}  {owner:<30} {row['state']:<11}"
+            for ns in status["namespaces"]:
+                self.write(f"{lead} {ns:<10} {_offsets(row['namespaces'][ns])}")
+                lead = " " * len(lead)
+            if row["reason"]:
+                self.write(f"{'':>11}{row['reason']}")
+
+
+def _offsets(figures):
+    applied = _text(figures["applied"])
+    if figures["from"] == "committed" and figures["applied"] is not None:
+        applied += "*"  # the group's committed offset: the owner said nothing
+    return (
+        f"{applied:>9} {_text(figures['end']):>9} {_text(figures['lag']):>7} "
+        f"{_text(figures['skipped']):>7} {_text(figures['misplaced']):>9}"
+    )
+
+
+def _text(value):
+    return "-" if value is None else str(value)
+
+
+def _numbers(values):
+    return ",".join(map(str, values)) or "-"
