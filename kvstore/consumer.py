@@ -14,7 +14,7 @@ import os
 import time
 
 from kvstore import apply, cache, drain, lease, locks, log, settle, topics
-from kvstore.errors import StoreUnavailable
+from kvstore.errors import KafkaTransient, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +26,7 @@ COMMIT_EVERY = 1.0
 SYNCED_EVERY = 2.0
 PROGRESS_EVERY = 2.0
 PRUNE_EVERY = 600.0  # settled rejections are kept this long for their writers
+WARN_EVERY = 5.0  # a Kafka that keeps failing is logged at most this often
 
 
 class AlreadyRunning(Exception):
@@ -64,6 +65,9 @@ class ConsumerProcess:
         self._lease = None
         # (topic, partition) -> position applied but not yet committed
         self._uncommitted = {}
+        # Assigned, but not taken in yet: Kafka did not tell their offsets so far.
+        self._pending = set()
+        self._warned = 0.0
 
     def run(self, should_stop):
         """Run until `should_stop()` is true, then stop serving, leave the group at once
@@ -139,7 +143,7 @@ class ConsumerProcess:
         return retention, window or None
 
     def _step(self, group, conn, settler):
-        fetched = group.poll(timeout_ms=100)
+        fetched = self._poll(group)
         fresh = self._handle_events(group)
         view = group.view()
         if view is not None and view != self._view:
@@ -161,6 +165,21 @@ class ConsumerProcess:
         settler.settle(ready, self.settings.topics(), self._lease)
         self._periodic(group)
 
+    def _poll(self, group):
+        """Records fetched; none when Kafka fails for a moment (a broker killed or
+        moving): the loop goes on, and the lease lapses by itself if the group
+        coordinator stays out of reach."""
+        try:
+            return group.poll(timeout_ms=100)
+        except KafkaTransient as exc:
+            self._warn(exc)
+            return {}
+
+    def _warn(self, exc):
+        if time.monotonic() - self._warned >= WARN_EVERY:
+            logger.warning("%s; retrying", exc)
+            self._warned = time.monotonic()
+
     def _renew(self, group):
         """Write the membership lease into the cache when it moved: a lapse at once, a
         renewal at most every half second (the deadline itself keeps it safe)."""
@@ -175,18 +194,24 @@ class ConsumerProcess:
     def _handle_events(self, group):
         """Apply rebalance events in order; return the partitions (re)assigned now,
         whose fetched records predate our seek and are dropped."""
-        fresh = set()
         for kind, partitions in group.events():
             if kind == "assigned":
-                self._assign(group, partitions)
-                fresh.update(partitions)
+                self._pending.update(partitions)
             else:
                 self.writer.revoke([(self.namespace_of[t], p) for t, p in partitions])
                 for tp in partitions:
                     self.held.pop(tp, None)
                     self._uncommitted.pop(tp, None)
-                    fresh.discard(tp)
+                    self._pending.discard(tp)
                 logger.info("%s: %s", kind, partitions)
+        if not self._pending:
+            return set()
+        try:
+            self._assign(group, sorted(self._pending))
+        except KafkaTransient as exc:
+            self._warn(exc)  # they stay pending (not served) until Kafka answers
+            return set()
+        fresh, self._pending = self._pending, set()
         return fresh
 
     def _assign(self, group, partitions):

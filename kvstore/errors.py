@@ -28,6 +28,11 @@ class StoreUnavailable(StoreError):
         self.wait = wait
 
 
+class KafkaTransient(StoreUnavailable):
+    """Kafka did not answer this time (a broker down or moving, a connection lost):
+    the same call may well succeed a moment later, so a long-running loop goes on."""
+
+
 class WriteOutcomeUnknown(StoreError):
     """The record was handed to Kafka and no answer came in time: it may or may not be
     in the log, now or later. Never "nothing was written"."""

@@ -40,9 +40,10 @@ class Breaker:
             self.health.record(None)
 
     def failed(self):
+        now = time.time()
         if self._failing_since is None:
-            self._failing_since = time.time()
-            self.health.record(self._failing_since)
+            self._failing_since = now
+        self.health.record(self._failing_since, now)
 
 
 class _Attempt:
@@ -58,32 +59,52 @@ class _Attempt:
 
 
 class Health:
-    """Per worker: since when its writes fail (None: they do not), in one JSON file
-    beside the cache, so whichever worker answers /readyz sees every worker's."""
+    """Per worker: since when its writes fail and when one last failed (None: they do
+    not), in one JSON file beside the cache, so whichever worker answers /readyz sees
+    every worker's."""
 
     def __init__(self, path):
         self.path = path
 
-    def record(self, failing_since):
+    def record(self, failing_since, last_failed=None):
         with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # workers read, change and replace it
             try:
                 state = json.loads(self.path.read_text())
             except (OSError, ValueError):
                 state = {}
-            state[str(os.getpid())] = failing_since
+            state[str(os.getpid())] = (
+                None if failing_since is None else [failing_since, last_failed]
+            )
             tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}")
             tmp.write_text(json.dumps(state))
             os.replace(tmp, self.path)
 
-    def failing_since(self, alive=lambda pid: True):
-        """The earliest time a live worker's writes started failing, or None."""
+    def failing_since(self, alive=lambda pid: True, recent=None, now=None):
+        """The earliest time a live worker's writes started failing, or None. With
+        `recent`, only workers whose last write failed at most `recent` seconds ago
+        count: one that has had no write since an outage has no evidence either way,
+        and must not keep the instance unready while nobody writes."""
         try:
             state = json.loads(self.path.read_text())
         except (OSError, ValueError):
             return None
-        times = [t for pid, t in state.items() if t is not None and alive(int(pid))]
+        now = time.time() if now is None else now
+        times = [
+            since
+            for pid, (since, last) in _failing(state)
+            if alive(int(pid)) and (recent is None or now - last <= recent)
+        ]
         return min(times, default=None)
+
+
+def _failing(state):
+    """(pid, (failing since, last failed)) of the workers whose writes fail."""
+    for pid, entry in state.items():
+        if isinstance(entry, (int, float)):  # written before last_failed existed
+            entry = [entry, entry]
+        if entry is not None:
+            yield pid, (entry[0], entry[1] if entry[1] is not None else entry[0])
 
 
 def path_for(cache_path):

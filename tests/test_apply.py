@@ -9,6 +9,7 @@ import pytest
 
 from kvstore import apply, cache, conditions, conf
 from kvstore.consumer import ConsumerProcess
+from kvstore.errors import KafkaTransient
 from kvstore.partitioner import partition_for, partition_of_bytes
 
 Record = collections.namedtuple("Record", "offset key value timestamp")
@@ -400,3 +401,62 @@ class TestMisplacedRecords:
         apply.apply_batch(three, {("kv", 1): ([Record(0, key, b"1", 0)], 1)})
         apply.apply_batch(three, {("kv", 0): ([Record(0, key, b"1", 0)], 1)})
         assert self.counts(three) == {0: (0, 1), 1: (1, 0), 2: (0, 0)}
+
+
+class FlakyGroup:
+    """A group member whose Kafka fails `failures` times before it answers."""
+
+    def __init__(self, failures, events=()):
+        self.failures, self.queued, self.seeks = failures, list(events), []
+
+    def _maybe_fail(self):
+        if self.failures:
+            self.failures -= 1
+            raise KafkaTransient("Kafka failed to poll: socket disconnected")
+
+    def poll(self, timeout_ms):
+        self._maybe_fail()
+        return {}
+
+    def events(self):
+        events, self.queued = self.queued, []
+        return events
+
+    def offsets(self, partitions):
+        self._maybe_fail()
+        return {tp: (0, 0) for tp in partitions}
+
+    def seek(self, topic, partition, offset):
+        self.seeks.append((topic, partition, offset))
+
+
+class TestKafkaFailingForAMoment:
+    """A broker killed or a coordinator moving must not stop the consumer: it goes on
+    and takes in its partitions once Kafka answers (it crashed on this, in a broker
+    kill fault run)."""
+
+    @pytest.fixture
+    def process(self, conn):
+        process = ConsumerProcess(conf.from_environ({}))
+        process.writer = apply.Writer(conn)
+        process.retention_ms = {"kvstore.kv": 60_000}
+        return process
+
+    def test_a_failed_poll_fetches_nothing_and_goes_on(self, process):
+        assert process._poll(FlakyGroup(failures=1)) == {}
+
+    def test_an_assignment_waits_until_its_offsets_are_known(self, process):
+        group = FlakyGroup(failures=2, events=[("assigned", [("kvstore.kv", 3)])])
+        assert process._handle_events(group) == set()
+        assert process.held == {} and process._pending == {("kvstore.kv", 3)}
+        assert process._handle_events(group) == set()  # Kafka fails again
+        assert process._handle_events(group) == {("kvstore.kv", 3)}
+        assert ("kvstore.kv", 3) in process.held and process._pending == set()
+        assert group.seeks == [("kvstore.kv", 3, 0)]
+
+    def test_a_pending_partition_revoked_is_forgotten(self, process):
+        group = FlakyGroup(failures=1, events=[("assigned", [("kvstore.kv", 3)])])
+        process._handle_events(group)
+        group.queued = [("revoked", [("kvstore.kv", 3)])]
+        assert process._handle_events(group) == set()
+        assert process._pending == set() and process.held == {}

@@ -328,7 +328,7 @@ def readiness(request):
     refused = described["refused_owners"]
     joined = described["generation"] is not None
     failing = writes.Health(writes.path_for(settings.cache_path)).failing_since(
-        alive=lease.process_alive
+        alive=lease.process_alive, recent=settings.produce_timeout + writes.FAILING_FOR
     )
     writes_failing = failing is not None and time.time() - failing >= writes.FAILING_FOR
     ready = (

@@ -7,7 +7,7 @@ import ssl
 
 import kafka.errors
 
-from kvstore.errors import StoreUnavailable
+from kvstore.errors import KafkaTransient, StoreUnavailable
 from kvstore.log import access
 
 
@@ -74,7 +74,9 @@ def ssl_context(security):
 
 @contextlib.contextmanager
 def translated(action):
-    """Re-raise kafka-python's errors as StoreUnavailable, naming the action."""
+    """Re-raise kafka-python's errors as StoreUnavailable, naming the action; those
+    kafka-python calls retriable (a lost connection, a moving leader or coordinator)
+    as KafkaTransient."""
     try:
         yield
     except kafka.errors.SaslAuthenticationFailedError as exc:
@@ -83,4 +85,5 @@ def translated(action):
             "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
         ) from exc
     except kafka.errors.KafkaError as exc:
-        raise StoreUnavailable(f"Kafka failed to {action}: {exc}") from exc
+        kind = KafkaTransient if exc.retriable else StoreUnavailable
+        raise kind(f"Kafka failed to {action}: {exc}") from exc
