@@ -27,6 +27,10 @@ SYNCED_EVERY = 2.0
 PROGRESS_EVERY = 2.0
 PRUNE_EVERY = 600.0  # settled rejections are kept this long for their writers
 WARN_EVERY = 5.0  # a Kafka that keeps failing is logged at most this often
+# kafka-python's poll waits its whole timeout when no record comes, even after an
+# assignment arrived meanwhile: until this member has its first assignment (a start, a
+# restart after a crash), poll briefly so it is taken in at once.
+POLL_MS, POLL_MS_UNASSIGNED = 100, 10
 
 
 class AlreadyRunning(Exception):
@@ -169,8 +173,9 @@ class ConsumerProcess:
         """Records fetched; none when Kafka fails for a moment (a broker killed or
         moving): the loop goes on, and the lease lapses by itself if the group
         coordinator stays out of reach."""
+        waiting = self._view is None or self._pending
         try:
-            return group.poll(timeout_ms=100)
+            return group.poll(timeout_ms=POLL_MS_UNASSIGNED if waiting else POLL_MS)
         except KafkaTransient as exc:
             self._warn(exc)
             return {}
