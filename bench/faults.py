@@ -264,7 +264,8 @@ def _per_fault(outcomes):
         "its heartbeats. When the broker that is the group coordinator (or leads "
         "partitions) is killed or stalled, no instance can prove it still owns its "
         "partitions until the coordinator has moved (Kafka's broker session timeout, "
-        "about 9 s by default, then a new leader), so all answer 503 meanwhile: "
+        "9 s by default, 4 s in `bin/kafka-local`'s clusters, then a new leader), so "
+        "all answer 503 meanwhile: "
         "unavailable, never wrong. In the rolling restart, the unknown answers are "
         "clients of the instance being restarted finding its port closed; a client "
         "sent there by a peer's 307 would be a violation (redirect_refused).",
