@@ -25,7 +25,7 @@ HEARTBEAT_EVERY = 0.5
 COMMIT_EVERY = 1.0
 SYNCED_EVERY = 2.0
 PROGRESS_EVERY = 2.0
-PRUNE_EVERY = 600.0  # settled rejections are kept this long for their writers
+PRUNE_EVERY = 600.0  # settled rejections are kept at least this long, for writers
 
 
 class AlreadyRunning(Exception):
@@ -122,11 +122,12 @@ class ConsumerProcess:
                 state.partitions,
                 int(state.configs["max.message.bytes"]),
                 int(state.configs["delete.retention.ms"]),
+                int(state.configs.get("min.compaction.lag.ms") or 0),
             )
             for name, state in existing.items()
         ]
         self.writer.set_topics(facts)
-        retention = {name: retention for _, name, _, _, retention in facts}
+        retention = {fact[1]: fact[4] for fact in facts}
         # Conditions are judged on records younger than half the compaction lag
         # (kvstore.conditions); with no lag configured every record is judged.
         lags = [
@@ -134,6 +135,14 @@ class ConsumerProcess:
             for state in existing.values()
         ]
         window = min(lags, default=0) // 2
+        if window and self.settings.idempotency_window * 1000 > window:
+            logger.warning(
+                "KVSTORE_IDEMPOTENCY_WINDOW (%ss) is longer than half the topics' "
+                "min.compaction.lag.ms (%sms): a retry late in the window may find "
+                "its first record compacted away on an instance restoring from scratch",
+                self.settings.idempotency_window,
+                window * 2,
+            )
         return retention, window or None
 
     def _step(self, group, conn, settler):
@@ -147,7 +156,11 @@ class ConsumerProcess:
         batch, moved = self._batch(fetched, fresh)
         if batch:
             self.applied_total += apply.apply_batch(
-                conn, batch, window_ms=self.window_ms, unsettled=self.unsettled
+                conn,
+                batch,
+                window_ms=self.window_ms,
+                unsettled=self.unsettled,
+                idempotency_ms=self.settings.idempotency_window * 1000,
             )
             self._uncommitted.update({tp: self.held[tp].position for tp in moved})
         self._finish_restores(group)
@@ -268,7 +281,7 @@ class ConsumerProcess:
             group.commit(self._uncommitted)
             self._uncommitted, self._last["commit"] = {}, now
         if now - self._last["pruned"] >= PRUNE_EVERY:
-            self.writer.prune_rejections(time.time() - PRUNE_EVERY)
+            self._prune()
             self._last["pruned"] = now
         if now - self._last["heartbeat"] >= HEARTBEAT_EVERY:
             self._heartbeat()
@@ -297,6 +310,15 @@ class ConsumerProcess:
             )
             self.progress(self._restore.report(remaining))
             self._last["progress"] = now
+
+    def _prune(self):
+        """Forget what is no longer needed: settled rejections once older than the
+        tombstones Kafka keeps (a watch resuming from before them gets 410, see
+        kvstore.watch.history), answers of idempotent writes past their window."""
+        kept = max([PRUNE_EVERY * 1000, *self.retention_ms.values()]) / 1000
+        self.writer.prune_rejections(time.time() - kept)
+        window_ms = self.settings.idempotency_window * 1000
+        self.writer.prune_answers(time.time() * 1000 - window_ms)
 
     def _heartbeat(self, alive=True):
         self.writer.heartbeat(

@@ -128,6 +128,16 @@ class PreconditionFailed(StoreError):
         self.extra = {"current_version": current_version}
 
 
+class IdempotencyKeyReused(StoreError):
+    """The Idempotency-Key was first used with another request (method or body)."""
+
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_code = "idempotency_key_reused"
+    default_detail = (
+        "This Idempotency-Key was used with another request; nothing was written."
+    )
+
+
 class TopicMisconfigured(Exception):
     """A namespace topic exists but cannot serve as the database (not compacted, wrong
     size)."""

@@ -33,6 +33,9 @@ def instance(kafka_bootstrap, tmp_path_factory):
         auth="required",
         api_keys=((keys.digest(ADMIN), "admin"), (keys.digest(READ), "read")),
         cluster_secret=SECRET,
+        # Prefer: wait and the peers' waits are cut to this, so no generated case
+        # waits longer than schemathesis's request timeout.
+        max_wait=2,
     )
     with log.admin(settings) as admin:
         topics.ensure(admin, settings)

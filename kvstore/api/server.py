@@ -1,12 +1,17 @@
 """The web server's worker: gunicorn's threaded worker, whose own refusals (a request
 gunicorn cannot parse: a malformed request line, header or chunk, a line or headers too
 large, an unsupported transfer coding) are JSON {"code", "detail"} like every other
-error, not gunicorn's HTML page. `gunicorn.conf.py` selects it."""
+error, not gunicorn's HTML page, and whose thread pool has room for the requests that
+wait long (watch streams and long-polls) beside `--threads` for everything else.
+`gunicorn.conf.py` selects it."""
 
 import json
+from concurrent import futures
 
 from gunicorn import util
 from gunicorn.workers.gthread import ThreadWorker
+
+from kvstore import conf
 
 CODES = {
     400: "bad_request",
@@ -42,3 +47,11 @@ class JSONErrorWorker(ThreadWorker):
         # no hook for them; this worker process writes them as JSON instead.
         util.write_error = write_json_error
         super().init_process()
+
+    def get_thread_pool(self):
+        """`--threads` for plain requests plus one per long wait the instance allows
+        (KVSTORE_MAX_WATCHES, enforced across workers by kvstore.waiting.Slots): a
+        stream holds its thread for its life, and never one a plain request needs.
+        The pool makes threads only as they are needed."""
+        waits = conf.from_environ().max_watches
+        return futures.ThreadPoolExecutor(max_workers=self.cfg.threads + waits)

@@ -126,7 +126,12 @@ ENTRY_ROWS = {
             "type": "array",
             "description": "[key, partition, offset, value as JSON text]",
             "items": {"type": "array", "minItems": 4, "maxItems": 4},
-        }
+        },
+        "positions": {
+            "type": "object",
+            "description": "partition → the last offset the page reflects (-1: none)",
+            "additionalProperties": {"type": "integer"},
+        },
     },
-    "required": ["entries"],
+    "required": ["entries", "positions"],
 }
