@@ -7,6 +7,8 @@ part from a shell.
     client = Client("http://127.0.0.1:8000", api_key="kvs_...")
     client.put("kv", "greeting", {"hello": "world"})
     client.get("kv", "greeting").json()
+    for event in client.watch("kv", prefix="greet"):
+        print(event.kind, event.key, event.value)
 
 It remembers the latest position it saw of each partition (its writes' and reads') and
 sends it with every read, so whichever instance answers, it reads its own writes and
@@ -23,8 +25,10 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from kvstore import positions
+from kvstore import clientwatch, positions
 from kvstore.partitioner import partition_for
+
+HistoryGone = clientwatch.HistoryGone
 
 
 class ClusterUnavailable(Exception):
@@ -206,6 +210,13 @@ class Client:
             first = first or positions.parse(page["position"], namespace)
             url, params = page["next"], None
         return results, first
+
+    def watch(self, namespace, prefix="", key=None, from_position=None, **kwargs):
+        """A generator of Events (kind, key, value, version, position) of `namespace`
+        from `from_position` (a list's position, or an event's), else from now; it
+        reconnects after a disconnect from its last event, through any member.
+        HistoryGone when compaction removed what it needs: list again."""
+        return clientwatch.events(self, namespace, prefix, key, from_position, **kwargs)
 
     def _collection(self, namespace):
         return f"{self.bases[0]}/api/{namespace}/"

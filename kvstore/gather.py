@@ -71,7 +71,7 @@ def remote_rows(peer, ask, partitions):
     """(EntryRows of `partitions` from `peer`, which must serve them itself,
     {partition: last offset applied})."""
     try:
-        answer = _session().get(
+        answer = session().get(
             f"{peer}/api/internal/entries/{ask.namespace}",
             params=ask.params(partitions),
             headers=peer_headers(),
@@ -100,7 +100,8 @@ def peer_headers():
     return {"Authorization": f"Bearer {secret}"} if secret else {}
 
 
-def _session():
+def session():
+    """This thread's HTTP session with the peers (connections kept alive)."""
     session = getattr(_local, "session", None)
     if session is None:
         session = _local.session = requests.Session()

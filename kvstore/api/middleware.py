@@ -18,6 +18,8 @@ from kvstore.conf import store_settings
 from kvstore.errors import InvalidRequest, LengthRequired, NotOwner, StoreError
 from kvstore.repository import get_repository
 
+WATCH = "watch"
+
 
 class RedirectToOwnerMiddleware:
     def __init__(self, get_response):
@@ -30,7 +32,10 @@ class RedirectToOwnerMiddleware:
         pattern = self._patterns.get(namespaces)
         if pattern is None:
             names = "|".join(map(re.escape, namespaces))
-            pattern = re.compile(rf"^/api/(?P<ns>{names})/(?P<key>[^/]+)/?$")
+            # /api/{ns}/watch is the watch stream, not the key "watch" (reserved).
+            pattern = re.compile(
+                rf"^/api/(?P<ns>{names})/(?!{WATCH}/?$)(?P<key>[^/]+)/?$"
+            )
             self._patterns[namespaces] = pattern
         return pattern.match(path)
 

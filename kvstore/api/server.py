@@ -55,3 +55,11 @@ class JSONErrorWorker(ThreadWorker):
         The pool makes threads only as they are needed."""
         waits = conf.from_environ().max_watches
         return futures.ThreadPoolExecutor(max_workers=self.cfg.threads + waits)
+
+    def handle_exit(self, sig, frame):
+        """SIGTERM: end the watch streams now (with a retry hint), so their clients
+        resume elsewhere instead of waiting out the graceful timeout."""
+        from kvstore.watch import hub
+
+        hub.stop_all()
+        super().handle_exit(sig, frame)
