@@ -77,6 +77,7 @@ class Reads:
         after = after or ""
         if wait.at_least is not None:
             with self.reader.snapshot() as view:
+                self._check_vector(view, wait.at_least)
                 where = gather.plan(view, self.settings, namespace)
             mine = [p for p, peer in where.items() if peer is None]
             self._reach_all(namespace, mine, wait)
