@@ -8,8 +8,8 @@ over both instances and over 4 client processes (python-requests, one thread eac
 watch the prefix `bench.` from now.
 
 Fan-out: `--burst` records are produced straight to the topic at once (the store's bulk
-producer, so the write path does not bound it); the figure is the deliveries (records × watchers) per
-second from the burst's first record to the last delivery.
+producer, so the write path does not bound it); the figure is the deliveries (records ×
+watchers) per second from the burst's first record to the last delivery.
 
 Latency: one client writes through the API (kvstore.client, read-your-writes PUTs) at
 `--rate` per second for 10 s; each event's latency is from just before its PUT was sent

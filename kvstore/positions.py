@@ -70,6 +70,11 @@ def parse(text, namespace=None, partitions=None):
         raise PositionInvalid(
             f"The position is one of namespace {name!r}, not {namespace!r}."
         )
+    return Vector.of(name, _entries(rest, name, partitions))
+
+
+def _entries(rest, name, partitions):
+    """{partition: offset} of a vector's "p:o,p:o" part."""
     offsets = {}
     for entry in rest.split(",") if rest else ():
         match = _ENTRY.fullmatch(entry.strip())
@@ -86,7 +91,7 @@ def parse(text, namespace=None, partitions=None):
                 f"{partition}."
             )
         offsets[partition] = offset
-    return Vector.of(name, offsets)
+    return offsets
 
 
 def single(namespace, partition, offset):

@@ -148,7 +148,7 @@ class Repository:
         return answered
 
     def _replayed(self, route, answered):
-        """The WriteResult of a first answer (PreconditionFailed when that was a 412)."""
+        """The WriteResult of a first answer (PreconditionFailed if that was 412)."""
         version = Version(answered.partition, answered.offset)
         if answered.outcome == idempotency.REJECTED:
             current = None if answered.current is None else f'"{answered.current}"'

@@ -106,8 +106,8 @@ class WatchView(APIView):
         with repository.reader.snapshot() as view:
             partitions = routing.topic_facts(view, namespace, settings).partitions
             lag_ms = view.compaction_lag_ms(namespace)
-        watched = [partition_for(key, partitions)] if key else range(partitions)
         start = _start(request, namespace, partitions)
+        watched = [partition_for(key, partitions)] if key else range(partitions)
         slot = params.take_slot(repository)
         try:
             decisions = decided.Decisions(
@@ -121,17 +121,10 @@ class WatchView(APIView):
         except BaseException:
             repository.slots.release(slot)
             raise
-        frames = stream.frames(
-            watch,
-            stream.backlog(settings, watch, upto, partitions, decisions),
-            settings.watch_keepalive,
-        )
-
-        def given_back():
-            hub.leave(watch)
-            repository.slots.release(slot)
-
-        return _streaming(request, _Closing(frames, given_back), watch)
+        backlog = stream.backlog(settings, watch, upto, partitions, decisions)
+        frames = stream.frames(watch, backlog, settings.watch_keepalive)
+        closing = _Closing(frames, hub.leave, watch, repository.slots.release, slot)
+        return _streaming(request, closing, watch)
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
@@ -186,10 +179,11 @@ def _join(settings, namespace, partitions, decisions, watch):
 
 class _Closing:
     """The frames of a stream, and what to give back once the server closes it (also
-    when it never started)."""
+    when it never started): the hub's place and the instance's slot."""
 
-    def __init__(self, frames, on_close):
-        self.frames, self.on_close, self.closed = frames, on_close, False
+    def __init__(self, frames, leave, watch, release, slot):
+        self.frames, self.closed = frames, False
+        self.leave, self.watch, self.release, self.slot = leave, watch, release, slot
 
     def __iter__(self):
         return self.frames
@@ -198,7 +192,8 @@ class _Closing:
         if not self.closed:
             self.closed = True
             self.frames.close()
-            self.on_close()
+            self.leave(self.watch)
+            self.release(self.slot)
 
 
 def _streaming(request, body, watch):
