@@ -371,6 +371,8 @@ def test_watch_refusals(cluster):
         assert answer.status_code == 400, (headers, query, answer.text)
         assert answer.headers["Content-Type"] == "application/json"
     assert a.api("GET", "/api/nope/watch").status_code == 404
+    for method in ("HEAD", "PUT", "DELETE"):  # "watch" is no key
+        assert a.api(method, "/api/kv/watch").status_code == 405, method
     streams = []
 
     def four_open():

@@ -50,6 +50,9 @@ class WatchView(APIView):
     `Last-Event-ID` or `from_position` (a position vector), else from now."""
 
     renderer_classes = [ValueJSONRenderer, EventStreamRenderer]
+    # Not HEAD: a stream whose bytes the server never sends would never notice its
+    # client leave, and would hold its thread and slot for good.
+    http_method_names = ["get", "options"]
 
     @extend_schema(
         parameters=[
