@@ -13,7 +13,7 @@ import logging
 import os
 import time
 
-from kvstore import apply, cache, drain, lease, locks, log, settle, topics
+from kvstore import apply, cache, drain, idempotency, lease, locks, log, settle, topics
 from kvstore.errors import StoreUnavailable
 
 logger = logging.getLogger(__name__)
@@ -135,13 +135,10 @@ class ConsumerProcess:
             for state in existing.values()
         ]
         window = min(lags, default=0) // 2
-        if window and self.settings.idempotency_window * 1000 > window:
+        if idempotency.outlasts(self.settings.idempotency_window, min(lags, default=0)):
             logger.warning(
-                "KVSTORE_IDEMPOTENCY_WINDOW (%ss) is longer than half the topics' "
-                "min.compaction.lag.ms (%sms): a retry late in the window may find "
-                "its first record compacted away on an instance restoring from scratch",
-                self.settings.idempotency_window,
-                window * 2,
+                "KVSTORE_IDEMPOTENCY_WINDOW is longer than half the topics' "
+                "min.compaction.lag.ms (kvstore.W005, docs/WATCH.md)"
             )
         return retention, window or None
 

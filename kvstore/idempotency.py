@@ -93,6 +93,13 @@ def of(headers):
     return Idempotent(scope, request, outcome) if outcome in OUTCOMES else None
 
 
+def outlasts(window_s, lag_ms):
+    """Whether a window of `window_s` is longer than half a compaction lag of `lag_ms`
+    (none: 0): past it, an instance restoring from scratch after compaction may not
+    find a key's first record any more."""
+    return bool(lag_ms) and window_s * 1000 > lag_ms // 2
+
+
 def repeats(prior, record_ms, window_ms):
     """Whether a record at `record_ms` repeats the `prior` answer (a cache.Answered or
     None): one with the same key within the window."""
