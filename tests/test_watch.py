@@ -15,7 +15,7 @@ import uuid
 import pytest
 import requests
 
-from kvstore import conditions, positions
+from kvstore import conditions, conf, positions
 from kvstore.client import Client, HistoryGone
 from kvstore.clientwatch import parse
 from kvstore.partitioner import partition_for
@@ -112,6 +112,61 @@ class TestEvents:
         watch.offer(0, put[2:], 5)
         watch.offer(1, [events.Event(1, 0, "put", "a", "1")], 1)
         assert watch.ended == SLOW
+
+
+class FakeReader:
+    """A partition's records in memory, read as kvstore.log.PartitionReader reads:
+    its position passes what the log no longer holds."""
+
+    def __init__(self, records):
+        self.records, self.at = records, {}
+
+    def seek(self, partition, offset):
+        self.at[partition] = offset
+
+    def poll(self, timeout_ms):
+        found = {}
+        for partition, offset in self.at.items():
+            batch = [r for r in self.records[partition] if r.offset >= offset][:2]
+            if batch:
+                found[partition] = batch
+                self.at[partition] = batch[-1].offset + 1
+        return found
+
+    def position(self, partition):
+        return self.at[partition]
+
+    def pause(self, partition):
+        pass
+
+    def close(self):
+        pass
+
+
+class TestBacklog:
+    """What a watch reads itself below the hub's tail: every record once, or an end
+    when the log lost some of them."""
+
+    def run(self, monkeypatch, offsets, upto):
+        records = {0: [R(0, o, b"k", str(o).encode(), 0, ()) for o in offsets]}
+        monkeypatch.setattr(
+            stream.log, "PartitionReader", lambda *a: FakeReader(records)
+        )
+        watch = stream.Watch("kv", {0: 10})
+        store = conf.StoreSettings()
+        frames = list(stream.backlog(store, watch, {0: upto}, 1, decisions=None))
+        return watch, [frame.decode().split("\n")[1] for frame in frames]
+
+    def test_every_record_below_the_tail_once(self, monkeypatch):
+        watch, ids = self.run(monkeypatch, [10, 11, 12, 13, 14, 15], upto=14)
+        assert ids == ["id: kv:0:10", "id: kv:0:11", "id: kv:0:12", "id: kv:0:13"]
+        assert watch.next == {0: 14} and not watch.ended
+
+    def test_records_gone_before_the_tail_end_the_watch(self, monkeypatch):
+        watch, ids = self.run(monkeypatch, [10, 11, 12, 15], upto=15)
+        assert watch.ended == "gone" and len(ids) == 3
+        watch, ids = self.run(monkeypatch, [10, 12, 13], upto=14)
+        assert watch.ended == "gone" and ids == []
 
 
 @pytest.fixture(scope="module")

@@ -125,7 +125,8 @@ def backlog(settings, watch, upto, partitions, decisions):
                 )
             for partition in list(below):
                 if reader.position(partition) >= upto[partition]:
-                    watch.next[partition] = max(watch.next[partition], upto[partition])
+                    if watch.next[partition] < upto[partition]:
+                        watch.end(GONE)  # the reader passed records no longer there
                     del below[partition]
                     reader.pause(partition)
     finally:
