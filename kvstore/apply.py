@@ -8,7 +8,7 @@ import json
 import logging
 import time
 
-from kvstore import conditions
+from kvstore import conditions, idempotency
 from kvstore.cache import READY, RESTORING, REVOKED
 from kvstore.partitioner import partition_of_bytes
 from kvstore.values import is_json
@@ -46,11 +46,21 @@ def classify(record, partition, partitions):
     return (SET, key, value) if is_json(value) else (UNUSABLE, key, None)
 
 
-def apply_batch(conn, batch, now=None, window_ms=None, unsettled=None, partitions=None):
+def apply_batch(
+    conn,
+    batch,
+    now=None,
+    window_ms=None,
+    unsettled=None,
+    partitions=None,
+    idempotency_ms=None,
+):
     """Apply `{(namespace, partition): (records, next_position)}` in one transaction.
 
     Records are in offset order. A record takes effect unless it carries a condition
-    (kvstore.conditions) that no longer holds where it landed; then the last record of
+    (kvstore.conditions) that no longer holds where it landed, or repeats an idempotent
+    write of its key within `idempotency_ms` (kvstore.idempotency), whose first answer
+    is recorded; then the last record of
     a key that took effect wins; a tombstone deletes the row; a record that cannot be
     used is logged, counted in `skipped` and its key left without a value; a record of
     another partition's key is counted in `misplaced` and changes nothing (see
@@ -59,14 +69,13 @@ def apply_batch(conn, batch, now=None, window_ms=None, unsettled=None, partition
     `partitions` ({namespace: partition count}) defaults to the topics the consumer
     recorded. Returns the records applied.
     """
-    now = time.time() if now is None else now
-    unsettled = conditions.Unsettled() if unsettled is None else unsettled
+    rules = _Rules(now, window_ms, unsettled, idempotency_ms)
     applied = 0
     conn.execute("BEGIN IMMEDIATE")
     try:
         sizes = _sizes(conn) if partitions is None else partitions
         for (namespace, partition), (records, next_position) in batch.items():
-            judge = _Judge(conn, namespace, partition, now, window_ms, unsettled)
+            judge = _Judge(conn, namespace, partition, rules)
             for record in records:
                 judge.take(record, sizes.get(namespace))
             judge.write(next_position)
@@ -82,12 +91,26 @@ def _sizes(conn):
     return dict(conn.execute("SELECT namespace, partitions FROM topics"))
 
 
+class _Rules:
+    """What every partition of a batch is judged by."""
+
+    def __init__(self, now, window_ms, unsettled, idempotency_ms):
+        self.now = time.time() if now is None else now
+        self.window_ms = window_ms
+        self.unsettled = conditions.Unsettled() if unsettled is None else unsettled
+        self.idempotency_ms = idempotency_ms
+
+
 class _Judge:
     """One partition's records of one batch: which take effect, and what they leave."""
 
-    def __init__(self, conn, namespace, partition, now, window_ms, unsettled):
+    def __init__(self, conn, namespace, partition, rules):
         self.conn, self.namespace, self.partition = conn, namespace, partition
-        self.now, self.window_ms, self.unsettled = now, window_ms, unsettled
+        self.now, self.window_ms = rules.now, rules.window_ms
+        self.unsettled = rules.unsettled
+        self.answers = idempotency.Ledger(
+            conn, namespace, partition, rules.idempotency_ms
+        )
         self.latest = {}  # key -> (offset, value JSON text or None)
         self.rejected = []  # (offset, key, current version text)
         self.settled = set()
@@ -100,7 +123,12 @@ class _Judge:
             self.first = record.offset if self.first is None else self.first
         if key is None:
             return
-        condition = conditions.based_on(getattr(record, "headers", None))
+        headers = getattr(record, "headers", None)
+        idem = idempotency.of(headers) if kind != UNUSABLE else None
+        if idem is not None and self.answers.repeats(key, idem, record.timestamp):
+            self._no_effect(record, key, self._current(key))
+            return
+        condition = conditions.based_on(headers)
         if (
             kind != UNUSABLE
             and condition is not None
@@ -108,15 +136,23 @@ class _Judge:
         ):
             current = self._current(key)
             if not condition.holds(current):
-                self.rejected.append(
-                    (record.offset, key, conditions.etag_text(current))
-                )
-                self.unsettled.add(self.namespace, self.partition, key)
+                self._no_effect(record, key, current)
+                if idem is not None:
+                    at = conditions.etag_text(current) or ""
+                    self.answers.answer(key, idem, record, rejected_at=at)
                 return
         self.latest[key] = (record.offset, value)
+        if idem is not None:
+            self.answers.answer(key, idem, record, value=value)
         if (self.namespace, self.partition, key) in self.unsettled:
             self.unsettled.settle(self.namespace, self.partition, key)
             self.settled.add(key)
+
+    def _no_effect(self, record, key, current):
+        """The record takes no effect: recorded for its writer and for watches, and
+        its key unsettled (the log's last word on it is this record for now)."""
+        self.rejected.append((record.offset, key, conditions.etag_text(current)))
+        self.unsettled.add(self.namespace, self.partition, key)
 
     def _current(self, key):
         """The key's version here: (partition, offset) or None when absent."""
@@ -131,6 +167,7 @@ class _Judge:
 
     def write(self, next_position):
         ns, partition, latest = self.namespace, self.partition, self.latest
+        self.answers.write()
         if self.first is not None:
             # One line per batch: a topic written by another partitioner may hold
             # millions.
@@ -214,10 +251,15 @@ class Writer:
 
     def set_topics(self, facts):
         """`facts`: [(namespace, topic, partitions, max_message_bytes,
-        delete_retention_ms)]."""
+        delete_retention_ms[, compaction_lag_ms])]."""
         self._transaction(
             [
-                ("INSERT OR REPLACE INTO topics VALUES (?, ?, ?, ?, ?)", fact)
+                (
+                    "INSERT OR REPLACE INTO topics (namespace, topic, partitions, "
+                    "max_message_bytes, delete_retention_ms, compaction_lag_ms) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (*fact, 0)[:6],
+                )
                 for fact in facts
             ]
         )
@@ -377,10 +419,34 @@ class Writer:
         )
 
     def prune_rejections(self, older_than):
-        """Forget settled rejections older than `older_than` (time.time())."""
+        """Forget settled rejections older than `older_than` (time.time()); what took
+        effect is then known only above the highest offset forgotten
+        (`decided_from`)."""
         self._transaction(
-            [("DELETE FROM rejected WHERE settled = 1 AND at < ?", (older_than,))]
+            [
+                (
+                    "UPDATE partitions SET decided_from = max(decided_from, ("
+                    "SELECT max(r.offset) + 1 FROM rejected r "
+                    "WHERE r.namespace = partitions.namespace "
+                    "AND r.partition = partitions.partition "
+                    "AND r.settled = 1 AND r.at < ?)) "
+                    "WHERE EXISTS (SELECT 1 FROM rejected r "
+                    "WHERE r.namespace = partitions.namespace "
+                    "AND r.partition = partitions.partition "
+                    "AND r.settled = 1 AND r.at < ?)",
+                    (older_than, older_than),
+                ),
+                (
+                    "DELETE FROM rejected WHERE settled = 1 AND at < ?",
+                    (older_than,),
+                ),
+            ]
         )
+
+    def prune_answers(self, older_than_ms):
+        """Forget the first answers of idempotent writes recorded before
+        `older_than_ms` (record time): past the window, a retry is a new write."""
+        self._transaction([("DELETE FROM idempotency WHERE at < ?", (older_than_ms,))])
 
 
 def record_failure(conn, url, pid, started_at, message):

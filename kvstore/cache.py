@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from kvstore.ownership import GroupView
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 RESTORING, READY, REVOKED = "restoring", "ready", "revoked"
 
 SCHEMA = """
@@ -41,6 +41,9 @@ CREATE TABLE IF NOT EXISTS partitions (
     ready_at REAL,
     skipped INTEGER NOT NULL DEFAULT 0,
     misplaced INTEGER NOT NULL DEFAULT 0,
+    -- every record from this offset on that took no effect is in `rejected` (older
+    -- rejections were pruned): which records took effect is known from here on
+    decided_from INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (namespace, partition)
 );
 CREATE TABLE IF NOT EXISTS topics (
@@ -48,7 +51,8 @@ CREATE TABLE IF NOT EXISTS topics (
     topic TEXT NOT NULL,
     partitions INTEGER NOT NULL,
     max_message_bytes INTEGER NOT NULL,
-    delete_retention_ms INTEGER NOT NULL
+    delete_retention_ms INTEGER NOT NULL,
+    compaction_lag_ms INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS member (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -64,9 +68,10 @@ CREATE TABLE IF NOT EXISTS member (
     -- when a draining stop began (NULL: not stopping); heartbeat 0 once it ended
     draining_since REAL
 );
--- Conditional records the log rejected (their condition no longer held where they
--- landed), with the version that was current there: a writer waiting for its record
--- answers 412 from this. Kept for a while, then pruned.
+-- Records that took no effect: conditional ones the log rejected (their condition no
+-- longer held where they landed) and repeats of an idempotent write, with the version
+-- that was current there: a writer waiting for its record answers from this, and a
+-- watch leaves them out. Kept for a while, then pruned (partitions.decided_from).
 CREATE TABLE IF NOT EXISTS rejected (
     namespace TEXT NOT NULL,
     partition INTEGER NOT NULL,
@@ -77,6 +82,22 @@ CREATE TABLE IF NOT EXISTS rejected (
     settled INTEGER NOT NULL DEFAULT 0,  -- a later record of the key took effect
     PRIMARY KEY (namespace, partition, offset)
 );
+-- The first answer to each idempotent write (kvstore.idempotency), by namespace, key
+-- and the client's scoped Idempotency-Key, as its record decided it: kept for the
+-- idempotency window (by record time), so a retry gets it back instead of writing.
+CREATE TABLE IF NOT EXISTS idempotency (
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    request TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    value TEXT,
+    current TEXT,
+    at REAL NOT NULL,
+    PRIMARY KEY (namespace, key, scope)
+) WITHOUT ROWID;
 -- The group as the last assignment described it: owners[p] is the base URL owning
 -- index p, or null.
 CREATE TABLE IF NOT EXISTS group_view (
@@ -86,7 +107,15 @@ CREATE TABLE IF NOT EXISTS group_view (
     members TEXT NOT NULL
 );
 """
-TABLES = ("entries", "partitions", "topics", "member", "group_view", "rejected")
+TABLES = (
+    "entries",
+    "partitions",
+    "topics",
+    "member",
+    "group_view",
+    "rejected",
+    "idempotency",
+)
 
 
 class Member(NamedTuple):
@@ -147,6 +176,20 @@ class EntryRow(NamedTuple):
 class Position(NamedTuple):
     state: str
     position: int
+
+
+class Answered(NamedTuple):
+    """The first answer to an idempotent write, as its record decided it: "rejected"
+    when the log rejected it (`current`: the version there), else what it did
+    ("created", "replaced", "deleted") with the value written (None for a delete)."""
+
+    partition: int
+    offset: int
+    request: str  # the request's fingerprint
+    outcome: str
+    value: str | None
+    current: str | None
+    at: float  # the record's timestamp, ms
 
 
 def connect(path, readonly=False):
@@ -314,17 +357,69 @@ class View:
         ).fetchone()
         return None if row is None else ("rejected", row[0])
 
-    def entries(self, namespace, partitions, after, limit):
-        """Up to `limit` EntryRows of the given partitions, keys after `after`, in key
-        order."""
+    def entries(self, namespace, partitions, after, limit, prefix=""):
+        """Up to `limit` EntryRows of the given partitions, keys after `after` (and
+        starting with `prefix`), in key order."""
         marks = ",".join("?" * len(partitions))
-        rows = self.conn.execute(
+        sql = (
             "SELECT key, partition, offset, value FROM entries "
             f"WHERE namespace = ? AND key > ? AND partition IN ({marks}) "
-            "ORDER BY key LIMIT ?",
-            (namespace, after, *partitions, limit),
         )
+        params = [namespace, after, *partitions]
+        if prefix:
+            # A range on the primary key, so SQLite seeks instead of scanning.
+            sql += "AND key >= ? "
+            params.append(prefix)
+            upper = prefix_end(prefix)
+            if upper is not None:
+                sql += "AND key < ? "
+                params.append(upper)
+        rows = self.conn.execute(sql + "ORDER BY key LIMIT ?", (*params, limit))
         return [EntryRow._make(row) for row in rows]
+
+    def compaction_lag_ms(self, namespace):
+        """The topic's min.compaction.lag.ms as the consumer recorded it (0: none)."""
+        row = self.conn.execute(
+            "SELECT compaction_lag_ms FROM topics WHERE namespace = ?", (namespace,)
+        ).fetchone()
+        return row[0] if row else 0
+
+    def idempotent(self, namespace, key, scope):
+        """The Answered of an idempotent write to `key`, or None."""
+        return self._one(
+            Answered,
+            "SELECT partition, offset, request, outcome, value, current, at "
+            "FROM idempotency WHERE namespace = ? AND key = ? AND scope = ?",
+            (namespace, key, scope),
+        )
+
+    def no_effect(self, namespace, partition, start, end):
+        """(offsets in [start, end) whose records took no effect, the partition's
+        decided_from: below it, that is no longer known)."""
+        offsets = self.conn.execute(
+            "SELECT offset FROM rejected WHERE namespace = ? AND partition = ? "
+            "AND offset >= ? AND offset < ?",
+            (namespace, partition, start, end),
+        )
+        decided = self.conn.execute(
+            "SELECT decided_from FROM partitions WHERE namespace = ? "
+            "AND partition = ?",
+            (namespace, partition),
+        ).fetchone()
+        return {row[0] for row in offsets}, decided[0] if decided else 0
+
+
+def prefix_end(prefix):
+    """The least string above every string that starts with `prefix` (None: no such
+    bound), in the code point order SQLite's BINARY collation of UTF-8 keeps."""
+    while prefix:
+        last = ord(prefix[-1]) + 1
+        if 0xD800 <= last <= 0xDFFF:  # surrogates are no characters of a key
+            last = 0xE000
+        if last <= 0x10FFFF:
+            return prefix[:-1] + chr(last)
+        prefix = prefix[:-1]
+    return None
 
 
 def position(conn, namespace, partition):

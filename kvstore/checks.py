@@ -7,7 +7,7 @@ The checks tagged `kafka` ask the broker, so they run only on demand (`check --d
 
 from django.core.checks import Error, Tags, Warning, register
 
-from kvstore import log, routing, topics
+from kvstore import idempotency, log, routing, topics
 from kvstore.conf import store_settings
 from kvstore.errors import StoreUnavailable, TopicMisconfigured
 
@@ -116,6 +116,9 @@ def check_topics(app_configs=None, **kwargs):
                 id="kvstore.W004",
             )
         ]
+    short = _idempotency_outlasts_the_lag(settings, existing)
+    if short:
+        return short
     if plan.create:
         return [
             Warning(
@@ -125,3 +128,27 @@ def check_topics(app_configs=None, **kwargs):
             )
         ]
     return []
+
+
+def _idempotency_outlasts_the_lag(settings, existing):
+    """kvstore.W005 when an Idempotency-Key is remembered longer than half the topics'
+    compaction lag: an instance restoring from scratch may then miss a first record."""
+    lags = [
+        int(state.configs.get("min.compaction.lag.ms") or 0)
+        for state in existing.values()
+        if state is not None
+    ]
+    lag_ms = min(lags, default=0)
+    if not idempotency.outlasts(settings.idempotency_window, lag_ms):
+        return []
+    return [
+        Warning(
+            f"KVSTORE_IDEMPOTENCY_WINDOW ({settings.idempotency_window:g}s) is longer "
+            f"than half the topics' min.compaction.lag.ms ({lag_ms} ms): a retry late "
+            "in the window may write again on an instance that restored the partition "
+            "after compaction removed its first record",
+            hint="Shorten KVSTORE_IDEMPOTENCY_WINDOW, or raise min.compaction.lag.ms "
+            "to at least twice it (docs/WATCH.md).",
+            id="kvstore.W005",
+        )
+    ]

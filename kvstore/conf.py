@@ -14,7 +14,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from kvstore import keys, peers
+from kvstore import idempotency, keys, peers
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 NAMESPACES = ("users", "kv")
@@ -62,6 +62,14 @@ class StoreSettings:
     apply_timeout: float = 5.0
     heartbeat_timeout: float = 5.0
     compression: str = "none"
+    # The longest Prefer: wait a request may ask for (a longer one is cut to this).
+    max_wait: float = 60.0
+    # Open watch streams and waiting long-polls per instance (503 beyond).
+    max_watches: int = 256
+    watch_keepalive: float = 15.0
+    # Events queued for one watch before its client counts as slow and is cut off.
+    watch_buffer: int = 10000
+    idempotency_window: float = float(idempotency.DEFAULT_WINDOW_S)
     namespaces: tuple[str, ...] = NAMESPACES
     auth: str = "off"
     # (sha256-hex, role) of every API key: the keys themselves are never kept.
@@ -130,11 +138,30 @@ def from_environ(environ=None):
         heartbeat_timeout=env.seconds(
             "KVSTORE_HEARTBEAT_TIMEOUT", defaults.heartbeat_timeout
         ),
+        **_waiting(env, defaults),
         **_auth(env),
         compression=env.choice(
             "KVSTORE_COMPRESSION", defaults.compression, COMPRESSIONS
         ),
         admin_key=env.str("KVSTORE_ADMIN_KEY", None),
+    )
+
+
+def _waiting(env, defaults):
+    """How long requests may wait, and how many may: Prefer: wait, watches,
+    idempotency keys."""
+    return dict(
+        max_wait=env.seconds("KVSTORE_MAX_WAIT", defaults.max_wait),
+        max_watches=env.int("KVSTORE_MAX_WATCHES", defaults.max_watches, minimum=1),
+        watch_keepalive=env.seconds(
+            "KVSTORE_WATCH_KEEPALIVE", defaults.watch_keepalive
+        ),
+        watch_buffer=env.int("KVSTORE_WATCH_BUFFER", defaults.watch_buffer, minimum=1),
+        idempotency_window=env.seconds(
+            "KVSTORE_IDEMPOTENCY_WINDOW",
+            defaults.idempotency_window,
+            maximum=7 * 86400,
+        ),
     )
 
 
@@ -261,13 +288,14 @@ class _Env:
             )
         return value
 
-    def seconds(self, name, default):
+    def seconds(self, name, default, maximum=3600):
         value = self._number(name, float, "a number of seconds")
         if value is None:
             return default
-        if not 0 < value <= 3600:
+        if not 0 < value <= maximum:
             raise ImproperlyConfigured(
-                f"{name} must be more than 0 and at most 3600 seconds, not {value}"
+                f"{name} must be more than 0 and at most {maximum} seconds, not "
+                f"{value}"
             )
         return value
 

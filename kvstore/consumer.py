@@ -13,7 +13,7 @@ import logging
 import os
 import time
 
-from kvstore import apply, cache, drain, lease, locks, log, settle, topics
+from kvstore import apply, cache, drain, idempotency, lease, locks, log, settle, topics
 from kvstore.errors import KafkaTransient, StoreUnavailable
 
 logger = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ HEARTBEAT_EVERY = 0.5
 COMMIT_EVERY = 1.0
 SYNCED_EVERY = 2.0
 PROGRESS_EVERY = 2.0
-PRUNE_EVERY = 600.0  # settled rejections are kept this long for their writers
+PRUNE_EVERY = 600.0  # settled rejections are kept at least this long, for writers
 WARN_EVERY = 5.0  # a Kafka that keeps failing is logged at most this often
 # kafka-python's poll waits its whole timeout when no record comes, even after an
 # assignment arrived meanwhile: until this member has its first assignment (a start, a
@@ -132,11 +132,12 @@ class ConsumerProcess:
                 state.partitions,
                 int(state.configs["max.message.bytes"]),
                 int(state.configs["delete.retention.ms"]),
+                int(state.configs.get("min.compaction.lag.ms") or 0),
             )
             for name, state in existing.items()
         ]
         self.writer.set_topics(facts)
-        retention = {name: retention for _, name, _, _, retention in facts}
+        retention = {fact[1]: fact[4] for fact in facts}
         # Conditions are judged on records younger than half the compaction lag
         # (kvstore.conditions); with no lag configured every record is judged.
         lags = [
@@ -144,6 +145,11 @@ class ConsumerProcess:
             for state in existing.values()
         ]
         window = min(lags, default=0) // 2
+        if idempotency.outlasts(self.settings.idempotency_window, min(lags, default=0)):
+            logger.warning(
+                "KVSTORE_IDEMPOTENCY_WINDOW is longer than half the topics' "
+                "min.compaction.lag.ms (kvstore.W005, docs/WATCH.md)"
+            )
         return retention, window or None
 
     def _step(self, group, conn, settler):
@@ -158,7 +164,11 @@ class ConsumerProcess:
         batch, moved = self._batch(fetched, fresh)
         if batch:
             self.applied_total += apply.apply_batch(
-                conn, batch, window_ms=self.window_ms, unsettled=self.unsettled
+                conn,
+                batch,
+                window_ms=self.window_ms,
+                unsettled=self.unsettled,
+                idempotency_ms=self.settings.idempotency_window * 1000,
             )
             self._uncommitted.update({tp: self.held[tp].position for tp in moved})
         self._finish_restores(group)
@@ -301,7 +311,7 @@ class ConsumerProcess:
             group.commit(self._uncommitted)
             self._uncommitted, self._last["commit"] = {}, now
         if now - self._last["pruned"] >= PRUNE_EVERY:
-            self.writer.prune_rejections(time.time() - PRUNE_EVERY)
+            self._prune()
             self._last["pruned"] = now
         if now - self._last["heartbeat"] >= HEARTBEAT_EVERY:
             self._heartbeat()
@@ -330,6 +340,15 @@ class ConsumerProcess:
             )
             self.progress(self._restore.report(remaining))
             self._last["progress"] = now
+
+    def _prune(self):
+        """Forget what is no longer needed: settled rejections once older than the
+        tombstones Kafka keeps (a watch resuming from before them gets 410, see
+        kvstore.watch.history), answers of idempotent writes past their window."""
+        kept = max([PRUNE_EVERY * 1000, *self.retention_ms.values()]) / 1000
+        self.writer.prune_rejections(time.time() - kept)
+        window_ms = self.settings.idempotency_window * 1000
+        self.writer.prune_answers(time.time() * 1000 - window_ms)
 
     def _heartbeat(self, alive=True):
         self.writer.heartbeat(

@@ -133,6 +133,29 @@ class PreconditionFailed(StoreError):
         self.extra = {"current_version": current_version}
 
 
+class IdempotencyKeyReused(StoreError):
+    """The Idempotency-Key was first used with another request (method or body)."""
+
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_code = "idempotency_key_reused"
+    default_detail = (
+        "This Idempotency-Key was used with another request; nothing was written."
+    )
+
+
+class HistoryGone(StoreError):
+    """A watch cannot resume from where the client asks: the log no longer holds all
+    that happened since (compaction), so the client lists again and watches from the
+    list's position."""
+
+    status_code = status.HTTP_410_GONE
+    default_code = "history_compacted"
+
+    def __init__(self, detail, oldest):
+        super().__init__(detail)
+        self.extra = {"oldest_position": str(oldest)}
+
+
 class TopicMisconfigured(Exception):
     """A namespace topic exists but cannot serve as the database (not compacted, wrong
     size)."""

@@ -1,14 +1,15 @@
 """Collections across the cluster: a list is gathered from every partition's owner in
-parallel and merged in key order. A partition that cannot be read is named in a 503,
-never silently left out."""
+parallel and merged in key order, with the positions each owner's page reflects. A
+partition that cannot be read is named in a 503, never silently left out."""
 
 import concurrent.futures
+import dataclasses
 import heapq
 import threading
 
 import requests
 
-from kvstore import cache, routing
+from kvstore import cache, positions, routing
 from kvstore.conf import store_settings
 from kvstore.errors import NotServing
 
@@ -36,27 +37,58 @@ def plan(view, settings, namespace):
     return {placement.partition: placement.owner for placement in placements}
 
 
-def remote_rows(peer, namespace, partitions, after, limit):
-    """EntryRows of `partitions` from `peer`, which must serve them itself."""
+@dataclasses.dataclass(frozen=True)
+class Ask:
+    """One page asked of every owner: keys after `after` starting with `prefix`, at
+    most `limit`, once each owner has applied `at_least` (a positions.Vector or None),
+    waiting at most `seconds` for it."""
+
+    namespace: str
+    after: str
+    limit: int
+    prefix: str = ""
+    at_least: positions.Vector | None = None
+    seconds: float | None = None
+
+    def params(self, partitions):
+        """The query of the peer endpoint for `partitions`."""
+        params = {
+            "partitions": ",".join(map(str, partitions)),
+            "after": self.after,
+            "limit": self.limit,
+        }
+        if self.prefix:
+            params["prefix"] = self.prefix
+        if self.at_least is not None:
+            mine = {p: o for p, o in self.at_least.offsets if p in partitions}
+            params["min_position"] = str(positions.Vector.of(self.namespace, mine))
+        if self.seconds is not None:
+            params["wait"] = f"{self.seconds:g}"
+        return params
+
+
+def remote_rows(peer, ask, partitions):
+    """(EntryRows of `partitions` from `peer`, which must serve them itself,
+    {partition: last offset applied})."""
     try:
-        answer = _session().get(
-            f"{peer}/api/internal/entries/{namespace}",
-            params={
-                "partitions": ",".join(map(str, partitions)),
-                "after": after,
-                "limit": limit,
-            },
+        answer = session().get(
+            f"{peer}/api/internal/entries/{ask.namespace}",
+            params=ask.params(partitions),
             headers=peer_headers(),
-            timeout=PEER_TIMEOUT,
+            timeout=PEER_TIMEOUT + (ask.seconds or 0),
             allow_redirects=False,
         )
         if answer.status_code == 200:
-            return [cache.EntryRow(*row) for row in answer.json()["entries"]]
+            body = answer.json()
+            applied = {int(p): int(o) for p, o in body["positions"].items()}
+            return [cache.EntryRow(*row) for row in body["entries"]], applied
         reason = f"{peer} answered {answer.status_code}"
+        if answer.status_code == 503:
+            reason += f" ({answer.json().get('code')})"
     except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
         reason = f"{peer} unreachable: {exc.__class__.__name__}"
     raise NotServing(
-        f"Partitions {partitions} of {namespace!r} cannot be read: {reason}.",
+        f"Partitions {partitions} of {ask.namespace!r} cannot be read: {reason}.",
         code="partitions_unavailable",
         partition=partitions[0],
     )
@@ -68,23 +100,27 @@ def peer_headers():
     return {"Authorization": f"Bearer {secret}"} if secret else {}
 
 
-def _session():
+def session():
+    """This thread's HTTP session with the peers (connections kept alive)."""
     session = getattr(_local, "session", None)
     if session is None:
         session = _local.session = requests.Session()
     return session
 
 
-def merge(local_rows, where, namespace, after, limit):
-    """The first `limit` EntryRows in key order from this instance's rows and every
-    peer's, fetched in parallel."""
+def merge(local_rows, where, ask):
+    """(The first `ask.limit` EntryRows in key order from this instance's rows and
+    every peer's, fetched in parallel; {partition: last offset applied} of the peers'
+    partitions)."""
     by_peer = {}
     for partition, peer in where.items():
         if peer is not None:
             by_peer.setdefault(peer, []).append(partition)
     futures = [
-        _pool.submit(remote_rows, peer, namespace, parts, after, limit)
-        for peer, parts in by_peer.items()
+        _pool.submit(remote_rows, peer, ask, parts) for peer, parts in by_peer.items()
     ]
-    streams = [local_rows] + [future.result() for future in futures]
-    return list(heapq.merge(*streams, key=lambda row: row.key))[:limit]
+    answers = [future.result() for future in futures]
+    streams = [local_rows] + [rows for rows, _ in answers]
+    applied = {p: o for _, offsets in answers for p, o in offsets.items()}
+    merged = heapq.merge(*streams, key=lambda row: row.key)
+    return list(merged)[: ask.limit], applied

@@ -1,8 +1,9 @@
 """The repository: get, put, delete and list entries of a namespace, for the views.
 
-Reads come from the cache; writes are routed, serialised per key, produced to Kafka, and
-answered only once this instance's cache has applied them (read-your-writes), or
-honestly as not yet applied.
+Reads come from the cache (kvstore.reads); writes are routed, serialised per key,
+produced to Kafka, and answered only once this instance's cache has applied them
+(read-your-writes), or honestly as not yet applied; a retried idempotent write gets
+its first answer back.
 """
 
 import dataclasses
@@ -13,12 +14,24 @@ import threading
 import time
 import uuid
 
-from kvstore import cache, conditions, gather, locks, log, routing, timing
-from kvstore import values, writes
+from kvstore import (
+    cache,
+    conditions,
+    idempotency,
+    locks,
+    log,
+    positions,
+    reads,
+    routing,
+    timing,
+    values,
+    waiting,
+    writes,
+)
 from kvstore.conf import store_settings
+from kvstore.entries import ANY, Condition, Entry, Version, WriteResult  # noqa: F401
 from kvstore.errors import (
-    EntryNotFound,
-    InvalidPartition,
+    IdempotencyKeyReused,
     InvalidValue,
     NotServing,
     PreconditionFailed,
@@ -29,77 +42,7 @@ from kvstore.errors import (
 from kvstore.partitioner import partition_for
 
 logger = logging.getLogger(__name__)
-ANY = "*"
-
-
-@dataclasses.dataclass(frozen=True)
-class Version:
-    """An entry's version: the (partition, offset) of the record that wrote it. Its ETag
-    is "p-o"."""
-
-    partition: int
-    offset: int
-
-    @property
-    def etag(self):
-        return f'"{self.partition}-{self.offset}"'
-
-
-@dataclasses.dataclass(frozen=True)
-class Entry:
-    key: str
-    value: object
-    version: Version
-
-    @classmethod
-    def from_row(cls, key, row):
-        """The Entry of a cache row (Stored or EntryRow)."""
-        return cls(key, json.loads(row.value), Version(row.partition, row.offset))
-
-
-@dataclasses.dataclass(frozen=True)
-class Condition:
-    """A write's precondition: If-Match ETags (or ANY), If-None-Match: * (`absent`), or
-    must exist."""
-
-    if_match: tuple = ()
-    absent: bool = False
-    exists: bool = False
-
-    def check(self, current):
-        etag = current.version.etag if current else None
-        if self.absent and current is not None:
-            raise PreconditionFailed("The entry exists (If-None-Match: *).", etag)
-        if self.if_match and not self._matches(current, etag):
-            raise PreconditionFailed(
-                "The entry's version does not match If-Match.", etag
-            )
-        if self.exists and current is None:
-            raise EntryNotFound("No such entry.")
-
-    def _matches(self, current, etag):
-        return current is not None and (ANY in self.if_match or etag in self.if_match)
-
-    @property
-    def constrains(self):
-        """Whether the write depends on the entry it found: then its record carries
-        that version and the log decides whether it takes effect."""
-        return bool(self.if_match or self.absent or self.exists)
-
-
-@dataclasses.dataclass(frozen=True)
-class WriteResult:
-    entry: Entry | None  # None after a delete
-    version: Version
-    applied: bool  # took effect and applied here; else durable, not yet confirmed
-    created: bool
-    conditional: bool = False  # its record carries a condition the log decides
-
-
-@dataclasses.dataclass(frozen=True)
-class Page:
-    entries: list
-    after: str | None  # the cursor of the next page, or None on the last page
+POSITION_HEADER = positions.HEADER
 
 
 class Repository:
@@ -112,60 +55,15 @@ class Repository:
         self._producer = self._admin = None
         self._producer_lock = threading.Lock()
         self.breaker = writes.Breaker(writes.path_for(settings.cache_path))
+        self.slots = waiting.Slots(
+            waiting.slots_path(settings.cache_path), settings.max_watches
+        )
+        self.reads = reads.Reads(settings, self.reader, self._end_offset)
+        # Reads are the collaborator's; the views ask the repository for everything.
+        self.get, self.changed = self.reads.get, self.reads.changed
+        self.list, self.local_rows = self.reads.list, self.reads.local_rows
 
     # Reads
-
-    def get(self, namespace, key, strong=False):
-        """The entry of `key`. `strong`: first wait until the cache has applied
-        everything the partition held when asked (Kafka's end offset), so writes made
-        through any producer are seen."""
-        with self.reader.snapshot() as view:
-            with timing.phase(timing.ROUTE):
-                route = routing.route(view, self.settings, namespace, key)
-            with timing.phase(timing.CACHE):
-                entry = None if strong else self._entry(view, route)
-        if strong:
-            with timing.phase(timing.APPLY_WAIT):
-                self._catch_up(route)
-            with timing.phase(timing.CACHE), self.reader.snapshot() as view:
-                entry = self._entry(view, route)
-        if entry is None:
-            raise EntryNotFound(f"No entry {key!r} in {namespace!r}.")
-        return entry
-
-    def list(self, namespace, after, limit):
-        """A page of entries in key order after the key `after`, gathered from every
-        partition's owner."""
-        after = after or ""
-        with self.reader.snapshot() as view:
-            with timing.phase(timing.ROUTE):
-                where = gather.plan(view, self.settings, namespace)
-            mine = [p for p, peer in where.items() if peer is None]
-            with timing.phase(timing.CACHE):
-                local_rows = view.entries(namespace, mine, after, limit + 1)
-        with timing.phase(timing.PEERS):
-            rows = gather.merge(local_rows, where, namespace, after, limit + 1)
-        entries = [Entry.from_row(row.key, row) for row in rows[:limit]]
-        return Page(entries, entries[-1].key if len(rows) > limit else None)
-
-    def local_rows(self, namespace, partitions, after, limit):
-        """EntryRows of `partitions`, each of which this instance must serve itself (a
-        peer's gather: never redirected)."""
-        with self.reader.snapshot() as view:
-            routing.check_consumer(view, self.settings)
-            count = routing.topic_facts(view, namespace, self.settings).partitions
-            if any(partition >= count for partition in partitions):
-                # Not a 503: no amount of waiting makes such a partition appear.
-                raise InvalidPartition(f"{namespace!r} has {count} partitions.")
-            for partition in partitions:
-                held = view.partition(namespace, partition)
-                if held is None or held.state != cache.READY:
-                    raise NotServing(
-                        f"Partition {partition} of {namespace!r} is not served here.",
-                        code="partition_moving",
-                        partition=partition,
-                    )
-            return view.entries(namespace, partitions, after or "", limit)
 
     def new_key(self, namespace):
         """A fresh random key whose partition this instance serves, so creating it needs
@@ -189,34 +87,86 @@ class Repository:
 
     # Writes
 
-    def put(self, namespace, key, value, condition=Condition()):
+    def put(self, namespace, key, value, condition=Condition(), idem=None):
         """Write `value` under `key` if `condition` holds; `value` may be a function of
-        the current Entry."""
+        the current Entry. With `idem` (an idempotency.Idempotent), a request already
+        answered gets its first answer back and writes nothing."""
         route = self._route(namespace, key)
         with self.locks.hold(namespace, key) as slot:
             current = self._current_under_lock(route, slot)
+            answered = self._answered(route, idem)
+            if answered is not None:
+                return self._replayed(route, answered)
             condition.check(current)
             new_value = value(current) if callable(value) else value
             payload = _encoded(new_value)
             self._check_size(route, payload)
-            version, applied = self._write(route, slot, payload, condition, current)
+            outcome = idempotency.CREATED if current is None else idempotency.REPLACED
+            headers = idem.headers(outcome) if idem is not None else ()
+            version, applied = self._write(
+                route, slot, payload, condition, current, headers
+            )
+        replay = self._outcome(route, version, applied, condition, idem)
+        if replay is not None:
+            return replay
         entry = Entry(key, new_value, version)
         created = current is None
         return WriteResult(entry, version, applied, created, condition.constrains)
 
-    def delete(self, namespace, key, condition=Condition()):
+    def delete(self, namespace, key, condition=Condition(), idem=None):
         """Write a tombstone for an existing `key`; EntryNotFound when there is none."""
         condition = dataclasses.replace(condition, exists=True)
         route = self._route(namespace, key)
         with self.locks.hold(namespace, key) as slot:
             current = self._current_under_lock(route, slot)
+            answered = self._answered(route, idem)
+            if answered is not None:
+                return self._replayed(route, answered)
             condition.check(current)
-            version, applied = self._write(route, slot, None, condition, current)
+            headers = idem.headers(idempotency.DELETED) if idem is not None else ()
+            version, applied = self._write(
+                route, slot, None, condition, current, headers
+            )
+        replay = self._outcome(route, version, applied, condition, idem)
+        if replay is not None:
+            return replay
         return WriteResult(None, version, applied, False, conditional=True)
 
     def _route(self, namespace, key):
         with timing.phase(timing.ROUTE), self.reader.snapshot() as view:
             return routing.route(view, self.settings, namespace, key)
+
+    def _answered(self, route, idem):
+        """The first answer to `idem`'s key for this entry, if one is known within the
+        window; IdempotencyKeyReused when it answered another request."""
+        if idem is None:
+            return None
+        with self.reader.snapshot() as view:
+            answered = view.idempotent(route.namespace, route.key, idem.scope)
+        window_ms = self.settings.idempotency_window * 1000
+        if answered is None or time.time() * 1000 - answered.at >= window_ms:
+            return None
+        if answered.request != idem.request:
+            raise IdempotencyKeyReused()
+        return answered
+
+    def _replayed(self, route, answered):
+        """The WriteResult of a first answer (PreconditionFailed if that was 412)."""
+        version = Version(answered.partition, answered.offset)
+        if answered.outcome == idempotency.REJECTED:
+            current = None if answered.current is None else f'"{answered.current}"'
+            raise _positioned(
+                PreconditionFailed(
+                    "This request was answered before: its record took no effect.",
+                    current,
+                ),
+                route.namespace,
+                version,
+            )
+        value = None if answered.value is None else json.loads(answered.value)
+        entry = None if answered.value is None else Entry(route.key, value, version)
+        created = answered.outcome == idempotency.CREATED
+        return WriteResult(entry, version, True, created, replayed=True)
 
     def _current_under_lock(self, route, slot):
         """The entry as of every write acknowledged before: first wait for the bucket's
@@ -231,25 +181,24 @@ class Repository:
                 )
         with timing.phase(timing.CACHE), self.reader.snapshot() as view:
             ready_at = view.ready_at(route.namespace, route.partition)
-            entry = self._entry(view, route)
+            entry = self.reads.entry(view, route)
         recent = self.settings.produce_timeout + 2
         if ready_at is not None and time.time() - ready_at < recent:
             # The previous owner's producer may still deliver a write after the end
             # offset this instance restored to (for up to its delivery timeout): judge
             # no condition before seeing it.
-            self._catch_up(route)
+            self.reads.catch_up(route)
             with self.reader.snapshot() as view:
-                entry = self._entry(view, route)
+                entry = self.reads.entry(view, route)
         return entry
 
-    def _write(self, route, slot, payload, condition, current):
+    def _write(self, route, slot, payload, condition, current, headers=()):
         """Produce the record (carrying the version it is based on when `condition`
-        constrains it) and settle its outcome: (Version, applied here)."""
-        headers = ()
+        constrains it, and `headers`) and wait for it: (Version, applied here)."""
         if condition.constrains:
             based = current.version if current is not None else None
             based = None if based is None else (based.partition, based.offset)
-            headers = (conditions.BasedOn(based).header(),)
+            headers = (conditions.BasedOn(based).header(), *headers)
         with timing.phase(timing.PRODUCE):
             written = self._produce(route, payload, headers)
         slot.remember(route.namespace, written.partition, written.offset)
@@ -258,8 +207,6 @@ class Repository:
             applied = self.wait_applied(
                 route.namespace, written.partition, written.offset
             )
-        if applied and condition.constrains:
-            self._raise_if_rejected(route, version)
         # Acknowledge only under a lease still held: after a pause this instance may
         # no longer be the one that answers for the partition.
         return version, applied and self._serving()
@@ -285,18 +232,31 @@ class Repository:
         self.breaker.succeeded()
         return written
 
-    def _raise_if_rejected(self, route, version):
+    def _outcome(self, route, version, applied, condition, idem):
+        """Once the record is applied here: the first answer to replay when it repeated
+        an idempotent request (it took no effect); PreconditionFailed when the log
+        rejected it; None when it took effect (or is not known yet)."""
+        if not applied or not (condition.constrains or idem):
+            return None
         with self.reader.snapshot() as view:
             rejection = view.rejection(
                 route.namespace, version.partition, version.offset
             )
+        answered = self._answered(route, idem)
+        if answered is not None and answered.offset != version.offset:
+            return self._replayed(route, answered)
         if rejection is not None:
             _, current = rejection
-            raise PreconditionFailed(
-                "Another write to this key landed first in the log, so this one was "
-                "recorded but took no effect.",
-                None if current is None else f'"{current}"',
+            raise _positioned(
+                PreconditionFailed(
+                    "Another write to this key landed first in the log, so this one "
+                    "was recorded but took no effect.",
+                    None if current is None else f'"{current}"',
+                ),
+                route.namespace,
+                version,
             )
+        return None
 
     def _serving(self):
         with self.reader.snapshot() as view:
@@ -328,20 +288,13 @@ class Repository:
             time.sleep(pause)
             pause = min(pause * 2, 0.005)
 
-    def _catch_up(self, route):
+    def _end_offset(self, route):
+        """Kafka's end offset of the route's partition, asked now."""
         with self._producer_lock:
             if self._admin is None:
                 timeout_ms = int(self.settings.produce_timeout * 1000)
                 self._admin = log.open_admin(self.settings, timeout_ms=timeout_ms)
-        end = self._admin.offsets(route.topic, [route.partition])[route.partition]
-        if end > 0 and not self.wait_applied(route.namespace, route.partition, end - 1):
-            raise NotServing(
-                f"Partition {route.partition} has not caught up with Kafka's end "
-                "offset "
-                f"{end} yet.",
-                code="not_caught_up",
-                partition=route.partition,
-            )
+        return self._admin.offsets(route.topic, [route.partition])[route.partition]
 
     def producer(self):
         with self._producer_lock:
@@ -367,13 +320,15 @@ class Repository:
             if client is not None:
                 client.close()
 
-    @staticmethod
-    def _entry(view, route):
-        row = view.entry(route.namespace, route.key)
-        # A row written to another partition by a foreign producer is not this key's.
-        if row is None or row.partition != route.partition:
-            return None
-        return Entry.from_row(route.key, row)
+
+def _positioned(error, namespace, version):
+    """`error` answering with the position of the record it is about."""
+    error.headers = {
+        POSITION_HEADER: str(
+            positions.single(namespace, version.partition, version.offset)
+        )
+    }
+    return error
 
 
 def _encoded(value):

@@ -29,6 +29,7 @@ class Route:
     topic: str
     partition: int
     max_message_bytes: int
+    position: int = 0  # the next offset the cache applies, as this read saw it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Placement:
     partition: int
     owner: str | None = None
     unavailable: NotServing | None = None
+    position: int = 0  # here: the next offset the cache applies
 
     @property
     def here(self):
@@ -142,7 +144,7 @@ def locate(view, settings, namespace, partition):
             partition=partition,
         )
         return Placement(partition, unavailable=restoring)
-    return Placement(partition)
+    return Placement(partition, position=held.position)
 
 
 def locate_key(view, settings, namespace, key):
@@ -162,7 +164,12 @@ def route(view, settings, namespace, key):
         raise placement.unavailable
     facts = view.topic(namespace)
     return Route(
-        namespace, key, facts.topic, placement.partition, facts.max_message_bytes
+        namespace,
+        key,
+        facts.topic,
+        placement.partition,
+        facts.max_message_bytes,
+        placement.position,
     )
 
 

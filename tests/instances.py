@@ -56,6 +56,11 @@ def environment(settings, **extra):
         KVSTORE_CLUSTER_SECRET=settings.cluster_secret or "",
         KVSTORE_REPLICATION_FACTOR=str(settings.replication_factor),
         KVSTORE_COMPRESSION=settings.compression,
+        KVSTORE_MAX_WAIT=str(settings.max_wait),
+        KVSTORE_MAX_WATCHES=str(settings.max_watches),
+        KVSTORE_WATCH_KEEPALIVE=str(settings.watch_keepalive),
+        KVSTORE_WATCH_BUFFER=str(settings.watch_buffer),
+        KVSTORE_IDEMPOTENCY_WINDOW=str(settings.idempotency_window),
         **security_environment(settings.security),
     )
     env.update(extra)

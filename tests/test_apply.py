@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from kvstore import apply, cache, conditions, conf
+from kvstore import apply, cache, conditions, conf, idempotency
 from kvstore.consumer import ConsumerProcess
 from kvstore.errors import KafkaTransient
 from kvstore.partitioner import partition_for, partition_of_bytes
@@ -169,6 +169,7 @@ def test_migrate_creates_the_cache_schema(tmp_path, settings):
         "member",
         "group_view",
         "rejected",
+        "idempotency",
     }
 
 
@@ -460,3 +461,89 @@ class TestKafkaFailingForAMoment:
         group.queued = [("revoked", [("kvstore.kv", 3)])]
         assert process._handle_events(group) == set()
         assert process._pending == set() and process.held == {}
+
+
+def idempotent(offset, key, value, scope, request="r1", outcome="created", **kw):
+    """A record of an idempotent write (kvstore.idempotency's headers)."""
+    timestamp = kw.pop("timestamp", time.time() * 1000)
+    headers = idempotency.Idempotent(scope, request).headers(outcome)
+    headers += tuple(kw.pop("headers", ()))
+    return Conditional(offset, key, value, timestamp, list(headers))
+
+
+class TestIdempotentRecords:
+    """A record repeating an idempotent write of its key, within the window, takes no
+    effect wherever it lands; the first answer is recorded for retries."""
+
+    def answers(self, conn):
+        return conn.execute(
+            "SELECT key, scope, offset, request, outcome, value, current "
+            "FROM idempotency ORDER BY key, scope"
+        ).fetchall()
+
+    def test_a_repeat_takes_no_effect_and_the_first_answer_is_kept(self, conn):
+        unsettled = conditions.Unsettled()
+        records = [
+            idempotent(0, b"k", b"1", "s1"),
+            Record(1, b"k", b"2", 0),
+            idempotent(2, b"k", b"1", "s1", outcome="replaced"),  # the retry
+            idempotent(3, b"j", b"3", "s1"),  # the same scope on another key
+        ]
+        apply.apply_batch(conn, {("kv", 0): (records, 4)}, unsettled=unsettled)
+        assert rows(conn) == [("j", 3, "3"), ("k", 1, "2")]
+        assert self.answers(conn) == [
+            ("j", "s1", 3, "r1", "created", "3", None),
+            ("k", "s1", 0, "r1", "created", "1", None),
+        ]
+        rejected = conn.execute("SELECT offset, current FROM rejected").fetchall()
+        assert rejected == [(2, "0-1")], "recorded as taking no effect"
+        assert unsettled.pending("kv", 0) == {"k"}, "its owner re-asserts the key"
+
+    def test_a_repeat_after_the_window_is_a_new_write(self, conn):
+        first = idempotent(0, b"k", b"1", "s", timestamp=1_000)
+        late = idempotent(1, b"k", b"2", "s", timestamp=1_000 + 60_001)
+        apply.apply_batch(conn, {("kv", 0): ([first, late], 2)}, idempotency_ms=60_000)
+        assert rows(conn) == [("k", 1, "2")]
+        assert self.answers(conn)[0][2] == 1, "the later one answers from now on"
+
+    def test_a_rejected_conditional_write_answers_412_to_its_retries(self, conn):
+        records = [
+            Record(0, b"k", b"1", 0),
+            idempotent(1, b"k", b"2", "s", headers=[("kvstore-if", b"0-7")]),
+            idempotent(2, b"k", b"2", "s", headers=[("kvstore-if", b"0-0")]),
+        ]
+        apply.apply_batch(conn, {("kv", 0): (records, 3)})
+        assert rows(conn) == [("k", 0, "1")], "neither the stale one nor its repeat"
+        assert self.answers(conn) == [("k", "s", 1, "r1", "rejected", None, "0-0")]
+
+    def test_every_applier_decides_repeats_alike(self, tmp_path):
+        records = [
+            idempotent(i, b"k", str(i).encode(), f"s{i % 4}", timestamp=i * 1000)
+            for i in range(24)
+        ]
+        outcomes = []
+        for split in (1, 5, 24):
+            connection = cache.connect(tmp_path / f"{split}.sqlite3")
+            apply.Writer(connection).start_restore("kv", 0, 0, 100, wipe=True)
+            for start in range(0, 24, split):
+                chunk = records[start : start + split]
+                apply.apply_batch(
+                    connection,
+                    {("kv", 0): (chunk, start + len(chunk))},
+                    idempotency_ms=10_000,
+                )
+            outcomes.append((rows(connection), self.answers(connection)))
+        assert outcomes[0] == outcomes[1] == outcomes[2]
+        # s3 first at 3 s, repeated at 7 and 11 s (no effect), new again at 15 s
+        # (past the window), repeated at 19 and 23 s: 15 is the last that counted.
+        assert outcomes[0][0] == [("k", 15, "15")]
+
+    def test_pruned_rejections_leave_a_mark_of_what_is_no_longer_known(self, conn):
+        records = [Record(0, b"k", b"1", 0), based(1, b"k", b"2", "0-9")]
+        records += [Record(2, b"k", b"3", 0)]  # settles k
+        apply.apply_batch(conn, {("kv", 0): (records, 3)})
+        writer = apply.Writer(conn)
+        writer.prune_rejections(time.time() - 3600)
+        assert cache.View(conn).no_effect("kv", 0, 0, 3) == ({1}, 0)
+        writer.prune_rejections(time.time() + 1)
+        assert cache.View(conn).no_effect("kv", 0, 0, 3) == (set(), 2)

@@ -718,6 +718,100 @@ def framing_cases():
     return _cases("framing", *cases)
 
 
+# --- positions, waits, prefixes, watches, idempotency keys ---------------------------
+
+BAD_POSITIONS = [
+    "",
+    "kv",
+    "kv:0",
+    "kv:0:x",
+    "kv:-1:0",
+    "kv:0:1,0:2",
+    "users:0:1",
+    "kv:9:1",
+]
+BAD_TOKENS = ["", "with space", "tab\there", "x" * 256]
+
+
+def position_cases():
+    cases = []
+    for i, text in enumerate(BAD_POSITIONS):
+        query = "?min_position=" + text.replace(",", "%2C")
+        for target in (KV_ITEM, KV_NEW, "/api/kv/"):
+            cases.append(
+                Case(
+                    f"min-position-{i}-{target}",
+                    "GET",
+                    target + query,
+                    code="invalid_position",
+                )
+            )
+        cases.append(
+            Case(
+                f"min-position-header-{i}",
+                "GET",
+                KV_ITEM,
+                (("Kvstore-Min-Position", text),),
+                code="invalid_position",
+            )
+        )
+        cases.append(
+            Case(
+                f"last-event-id-{i}",
+                "GET",
+                "/api/kv/watch",
+                (("Last-Event-ID", text or "kv:x"),),
+                code="invalid_position",
+            )
+        )
+    for i, wait in enumerate(["wait=soon", "wait=-1", "wait=1.5", "wait="]):
+        cases.append(
+            Case(
+                f"prefer-{i}",
+                "GET",
+                KV_ITEM,
+                (("Prefer", wait),),
+                code="invalid_prefer",
+            )
+        )
+    for i, prefix in enumerate(["a%00", "%1F", "x" * 256]):
+        for target in ("/api/kv/", "/api/kv/watch"):
+            cases.append(
+                Case(
+                    f"prefix-{i}-{target}",
+                    "GET",
+                    f"{target}?prefix={prefix}",
+                    code="invalid_prefix",
+                )
+            )
+    cases.append(
+        Case(
+            "watch-key-and-prefix",
+            "GET",
+            "/api/kv/watch?key=a&prefix=a",
+            code="invalid_request",
+        )
+    )
+    for i, token in enumerate(BAD_TOKENS):
+        for method, target, body in [
+            ("PUT", KV_NEW, b"2"),
+            ("DELETE", KV_ITEM, b""),
+            ("PATCH", USER, b'{"name": "B"}'),
+            ("POST", USERS, b'{"name": "A", "email": "a@example.com"}'),
+        ]:
+            cases.append(
+                Case(
+                    f"idempotency-key-{i}-{method}",
+                    method,
+                    target,
+                    (JSON, ("Idempotency-Key", token)),
+                    body,
+                    code="invalid_idempotency_key",
+                )
+            )
+    return _cases("positions", *cases)
+
+
 CASES = (
     key_cases()
     + body_cases()
@@ -725,6 +819,7 @@ CASES = (
     + query_cases()
     + method_cases()
     + framing_cases()
+    + position_cases()
 )
 
 

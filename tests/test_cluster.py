@@ -29,10 +29,15 @@ def make_cluster(settings, directory, count):
     with log.admin(settings) as admin:
         topics.ensure(admin, settings)
     nodes = [Instance(settings, directory / f"node{i}") for i in range(count)]
-    for node in nodes:
-        node.start_consumer()
-        node.start_web()
-    wait_stable(nodes)
+    try:
+        for node in nodes:
+            node.start_consumer()
+            node.start_web()
+        wait_stable(nodes)
+    except BaseException:
+        for node in nodes:  # a fixture that fails to start leaves nothing running
+            node.stop()
+        raise
     return nodes
 
 

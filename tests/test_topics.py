@@ -159,3 +159,15 @@ def test_system_check_reports_missing_and_misconfigured_topics(store_settings):
     with log.admin(store_settings) as admin:
         admin.create(store_settings.topic("users"), 3, 1, {"cleanup.policy": "delete"})
     assert ids() == ["kvstore.E003"]
+
+
+def test_system_check_warns_of_an_idempotency_window_past_half_the_lag(
+    store_settings, with_settings
+):
+    ids = lambda: [
+        m.id for m in run_checks(tags=["kafka"], include_deployment_checks=True)
+    ]  # noqa: E731
+    call_command("kvstore_init")  # a compaction lag of an hour
+    assert ids() == []
+    with_settings(idempotency_window=1801)
+    assert ids() == ["kvstore.W005"]

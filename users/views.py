@@ -5,8 +5,10 @@ import dataclasses
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 
-from kvstore.api import schema
+from kvstore import idempotency
+from kvstore.api import params, schema, shapes
 from kvstore.api.views import NamespaceViewSet, link, require_body
+from kvstore.repository import Condition
 from users.serializers import UserSerializer
 
 CREATED_LOCATION = schema.header(
@@ -63,19 +65,48 @@ class UserViewSet(NamespaceViewSet):
 
     @extend_schema(
         request=UserSerializer,
-        parameters=[schema.ETAG, CREATED_LOCATION, schema.RETRY_AFTER],
+        parameters=[
+            schema.ETAG,
+            CREATED_LOCATION,
+            schema.WRITE_POSITION,
+            schema.DECIDED_POSITION,
+            schema.REPLAYED,
+            schema.IDEMPOTENCY_KEY,
+            *schema.KEYED,
+        ],
         responses={
             status.HTTP_201_CREATED: UserSerializer,
             status.HTTP_202_ACCEPTED: schema.ACCEPTED,
+            status.HTTP_307_TEMPORARY_REDIRECT: schema.error(
+                "With an Idempotency-Key the new id is made from it, and another "
+                "instance may own it: the same request there.",
+                shapes.RedirectSerializer,
+            ),
             status.HTTP_400_BAD_REQUEST: schema.BAD_REQUEST,
+            status.HTTP_412_PRECONDITION_FAILED: schema.error(
+                "The Idempotency-Key's user exists but its first answer has expired "
+                "(KVSTORE_IDEMPOTENCY_WINDOW); nothing was written.",
+                shapes.PreconditionSerializer,
+            ),
             status.HTTP_413_REQUEST_ENTITY_TOO_LARGE: schema.TOO_LARGE,
+            status.HTTP_422_UNPROCESSABLE_ENTITY: schema.REUSED,
             status.HTTP_503_SERVICE_UNAVAILABLE: schema.UNAVAILABLE,
+            status.HTTP_504_GATEWAY_TIMEOUT: schema.OUTCOME_UNKNOWN,
         },
     )
     def create(self, request):
         value = self.to_value(request)
-        key = self.repository.new_key(self.namespace)
-        result = self.repository.put(self.namespace, key, value)
+        idem = params.idempotent(request, request.data)
+        if idem is None:
+            key = self.repository.new_key(self.namespace)
+            result = self.repository.put(self.namespace, key, value)
+        else:
+            # Every retry creates the same id (whose owner may be another instance:
+            # then a 307), and only one of them can create it.
+            key = idempotency.derived_key(self.namespace, idem.scope)
+            result = self.repository.put(
+                self.namespace, key, value, Condition(absent=True), idem
+            )
         location = link("users-detail", key=key)
         return self.written(
             result, status.HTTP_201_CREATED, headers={"Location": location}

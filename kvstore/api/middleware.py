@@ -9,13 +9,16 @@ anything reads them (`refuse`)."""
 from rest_framework.exceptions import APIException, UnsupportedMediaType
 
 from kvstore import routing, timing
-from kvstore.api import auth, redirects
+from kvstore.api import auth, params, redirects
 from kvstore.api.handlers import json_response, redirect_or_loop, refusal
 from kvstore.conf import store_settings
-from kvstore.errors import LengthRequired, NotOwner, StoreError
+from kvstore.errors import InvalidRequest, LengthRequired, NotOwner, StoreError
 from kvstore.repository import get_repository
 
-ITEM = r"/(?P<key>[^/]+)/?$"  # after /api/{namespace}
+WATCH = "watch"
+# After /api/{namespace}: one key; /api/{ns}/watch is the watch stream, not the key
+# "watch" (reserved).
+ITEM = rf"/(?!{WATCH}/?$)(?P<key>[^/]+)/?$"
 
 
 class RedirectToOwnerMiddleware:
@@ -30,11 +33,14 @@ class RedirectToOwnerMiddleware:
 
     def __call__(self, request):
         match = self._item(request.path_info)
-        refused = refuse(request, item=match is not None)
+        refused = refuse(request, item=match and match["ns"])
         if refused is not None:
             return json_response(refused)
         if match is not None:
-            owner = self._owner(match["ns"], match["key"])
+            try:
+                owner = self._owner(request, match["ns"], match["key"])
+            except InvalidRequest as bad:
+                return json_response(bad)
             if owner is not None:
                 refused = refusal(request, auth.needed(request))
                 if refused is not None:
@@ -44,11 +50,18 @@ class RedirectToOwnerMiddleware:
         return self.get_response(request)
 
     @staticmethod
-    def _owner(namespace, key):
-        """The key's Placement when a peer serves it, else None (the view answers)."""
+    def _owner(request, namespace, key):
+        """The key's Placement when a peer serves it, else None (the view answers).
+        InvalidRequest for a min_position naming a partition the namespace lacks."""
+        settings = store_settings()
         try:
             with timing.phase(timing.ROUTE), get_repository().reader.snapshot() as view:
-                placement = routing.locate_key(view, store_settings(), namespace, key)
+                placement = routing.locate_key(view, settings, namespace, key)
+                if placement.owner is not None and params.asks_position(request):
+                    count = routing.topic_facts(view, namespace, settings).partitions
+                    params.check_min_position(request, namespace, count)
+        except InvalidRequest:
+            raise
         except StoreError:
             return None
         return placement if placement.owner is not None else None
@@ -56,7 +69,7 @@ class RedirectToOwnerMiddleware:
 
 def refuse(request, item):
     """The error for a request that cannot be honoured as sent, or None. `item`: the
-    path names one key."""
+    namespace, when the path names one key."""
     # A disallowed Host raises DisallowedHost here (a JSON 400), as on every other path.
     request.get_host()
     if "HTTP_TRANSFER_ENCODING" in request.META:
@@ -73,6 +86,8 @@ def refuse(request, item):
         try:
             redirects.check_path_is_utf8(request)
             redirects.hop_count(request)
+            params.check_min_position(request, item)
+            params.prefer_wait(request, store_settings())
         except APIException as error:
             return error
     return None

@@ -1,8 +1,9 @@
 """The OpenAPI description of the HTTP face (drf-spectacular): the shapes of the
 answers every key-addressed operation may give (307 with Location, 202, 304, 412, 413,
-503 with Retry-After), the headers (ETag, If-Match, If-None-Match) and the API-key
-security schemes; `add_common_answers` adds 401 and 403 wherever a key is needed, the
-HTTP server's own 414, and Server-Timing on every answer."""
+422, 503 with Retry-After), the headers (ETag, Kvstore-Position, If-Match,
+If-None-Match, Prefer, Kvstore-Min-Position, Idempotency-Key) and the API-key security
+schemes; `add_common_answers` adds 401 and 403 wherever a key is needed, the HTTP
+server's own 414, and Server-Timing on every answer."""
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
@@ -21,6 +22,7 @@ from kvstore.api.shapes import (
     PreconditionSerializer,
     RedirectSerializer,
 )
+from kvstore.positions import HEADER as POSITION_HEADER, MIN_HEADER
 
 HEADER = OpenApiParameter.HEADER
 ANY_JSON = OpenApiTypes.ANY
@@ -71,10 +73,74 @@ IF_MATCH = OpenApiParameter(
     description='Write only if the entry is at one of these versions: "2-41".',
 )
 IF_NONE_MATCH_READ = OpenApiParameter(
-    "If-None-Match", str, HEADER, description="304 when the ETag is one of these."
+    "If-None-Match",
+    str,
+    HEADER,
+    description="304 when the ETag is one of these; with Prefer: wait=N, first wait "
+    "up to N seconds for the entry to change (200) or be deleted (404).",
 )
 IF_NONE_MATCH_WRITE = OpenApiParameter(
     "If-None-Match", str, HEADER, enum=["*"], description="*: create only."
+)
+POSITION_TEXT = (
+    "The position vector the answer reflects, per partition the last offset: "
+    "kv:2:41 or kv:0:41,3:17 (send it back as min_position)."
+)
+READ_POSITION = header(POSITION_HEADER, [200, 304], POSITION_TEXT)
+MISSING_POSITION = header(POSITION_HEADER, [404], POSITION_TEXT, required=False)
+WRITE_POSITION = header(
+    POSITION_HEADER, [200, 201, 202, 204], "The written record's position: kv:2:41."
+)
+DECIDED_POSITION = header(
+    POSITION_HEADER,
+    [412],
+    "When the log decided: the position of the record that took no effect.",
+    required=False,
+)
+LIST_POSITION = header(POSITION_HEADER, [200], POSITION_TEXT)
+REPLAYED = header(
+    "Idempotent-Replayed",
+    [200, 201, 204],
+    "true: the first answer to an earlier request with this Idempotency-Key; "
+    "nothing was written now.",
+    required=False,
+)
+MIN_POSITION = OpenApiParameter(
+    "min_position",
+    str,
+    description="First wait until the owner's cache reflects this position vector "
+    "(a Kvstore-Position from an earlier answer); 503 not_caught_up if it does not "
+    "within Prefer: wait.",
+    pattern=r"^[A-Za-z0-9._-]+:([0-9]+:[0-9]+(,[0-9]+:[0-9]+)*)?$",
+)
+MIN_POSITION_HEADER = OpenApiParameter(
+    MIN_HEADER, str, HEADER, description="The same as min_position, as a header."
+)
+PREFER = OpenApiParameter(
+    "Prefer",
+    str,
+    HEADER,
+    description="wait=N: wait up to N seconds (at most KVSTORE_MAX_WAIT) for "
+    "min_position, or, with If-None-Match, for the entry to change (a long-poll).",
+    pattern=r"^wait=[0-9]{1,9}$",
+)
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    HEADER,
+    description="A retry with the same key and body gets the first answer and writes "
+    "nothing (within KVSTORE_IDEMPOTENCY_WINDOW); the same key with another body: "
+    "422.",
+    pattern=r"^[\x21-\x7e]{1,255}$",
+)
+PREFIX = OpenApiParameter(
+    "prefix",
+    {
+        "type": "string",
+        "maxLength": 255,
+        "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$",
+    },
+    description="Only keys that start with this (at most 255 bytes of UTF-8).",
 )
 CONSISTENCY = OpenApiParameter(
     "consistency",
@@ -115,6 +181,10 @@ PRECONDITION = error(
     PreconditionSerializer,
 )
 TOO_LARGE = error("Larger than the topic takes; nothing was written.")
+REUSED = error(
+    "idempotency_key_reused: the Idempotency-Key was first used with another request; "
+    "nothing was written."
+)
 ACCEPTED = OpenApiResponse(
     AcceptedSerializer,
     description="Durable in Kafka, not confirmed here in time: accepted_not_applied "
@@ -143,11 +213,12 @@ KEY = {
 
 
 def page_of(name, item):
-    """A list page: {"results": [...], "next": URL or null} (one object, although the
-    action is a list)."""
+    """A list page: {"results": [...], "next": URL or null, "position": vector} (one
+    object, although the action is a list)."""
     fields = {
         "results": item(many=True),
         "next": serializers.URLField(allow_null=True),
+        "position": serializers.CharField(help_text=POSITION_TEXT),
     }
     page = type(name, (serializers.Serializer,), fields)
     return extend_schema_serializer(many=False, component_name=name)(page)
@@ -168,15 +239,26 @@ def namespace_schema(
         status.HTTP_404_NOT_FOUND: NOT_FOUND,
         status.HTTP_412_PRECONDITION_FAILED: PRECONDITION,
         status.HTTP_413_REQUEST_ENTITY_TOO_LARGE: TOO_LARGE,
+        status.HTTP_422_UNPROCESSABLE_ENTITY: REUSED,
         status.HTTP_503_SERVICE_UNAVAILABLE: UNAVAILABLE,
         status.HTTP_504_GATEWAY_TIMEOUT: OUTCOME_UNKNOWN,
     }
+    written = [ETAG, WRITE_POSITION, DECIDED_POSITION, REPLAYED, IDEMPOTENCY_KEY]
     put_codes = {status.HTTP_200_OK: value}
     if put_creates:
         put_codes[status.HTTP_201_CREATED] = value
     views = dict(
         list=extend_schema(
-            parameters=[LIMIT, AFTER, RETRY_AFTER],
+            parameters=[
+                LIMIT,
+                AFTER,
+                PREFIX,
+                MIN_POSITION,
+                MIN_POSITION_HEADER,
+                PREFER,
+                LIST_POSITION,
+                RETRY_AFTER,
+            ],
             responses={
                 status.HTTP_200_OK: page_of(f"{name}Page", listed),
                 status.HTTP_400_BAD_REQUEST: BAD_REQUEST,
@@ -184,7 +266,18 @@ def namespace_schema(
             },
         ),
         retrieve=extend_schema(
-            parameters=[key, CONSISTENCY, IF_NONE_MATCH_READ, ETAG, *KEYED],
+            parameters=[
+                key,
+                CONSISTENCY,
+                IF_NONE_MATCH_READ,
+                MIN_POSITION,
+                MIN_POSITION_HEADER,
+                PREFER,
+                ETAG,
+                READ_POSITION,
+                MISSING_POSITION,
+                *KEYED,
+            ],
             responses={
                 status.HTTP_200_OK: value,
                 status.HTTP_304_NOT_MODIFIED: OpenApiResponse(
@@ -198,11 +291,11 @@ def namespace_schema(
         ),
         update=extend_schema(
             request=written_value,
-            parameters=[key, IF_MATCH, IF_NONE_MATCH_WRITE, ETAG, *KEYED],
+            parameters=[key, IF_MATCH, IF_NONE_MATCH_WRITE, *written, *KEYED],
             responses={**put_codes, **write},
         ),
         destroy=extend_schema(
-            parameters=[key, IF_MATCH, ETAG, *KEYED],
+            parameters=[key, IF_MATCH, *written, *KEYED],
             responses={
                 status.HTTP_204_NO_CONTENT: OpenApiResponse(description="Deleted."),
                 **write,
@@ -211,7 +304,7 @@ def namespace_schema(
     )
     if patch:
         views["partial_update"] = extend_schema(
-            parameters=[key, IF_MATCH, ETAG, *KEYED],
+            parameters=[key, IF_MATCH, *written, *KEYED],
             responses={status.HTTP_200_OK: value, **write},
         )
     return extend_schema_view(**views)

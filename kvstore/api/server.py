@@ -3,8 +3,9 @@ cannot parse: a malformed request line, header or chunk, a line or headers too l
 unsupported transfer coding) are JSON {"code", "detail"} like every other error, not
 gunicorn's HTML page; a stop that waits for this instance's consumer to drain; and the
 master's part in the workers' metrics (one directory per instance, emptied at start, a
-dead worker's live gauges dropped). `gunicorn.conf.py` selects the worker and calls the
-hooks.
+dead worker's live gauges dropped). Its thread pool has room for the requests that wait
+long (watch streams and long-polls) beside `--threads` for everything else.
+`gunicorn.conf.py` selects the worker and calls the hooks.
 
 A draining stop: when the consumer leaves the group, the peers go on redirecting to this
 instance until they know the new owners, so its web side must keep answering (503, then
@@ -19,6 +20,7 @@ import shutil
 import signal
 import threading
 import time
+from concurrent import futures
 
 from gunicorn import util
 from gunicorn.workers.gthread import ThreadWorker
@@ -67,16 +69,29 @@ class JSONErrorWorker(ThreadWorker):
         util.write_error = write_json_error
         super().init_process()
 
+    def get_thread_pool(self):
+        """`--threads` for plain requests plus one per long wait the instance allows
+        (KVSTORE_MAX_WATCHES, enforced across workers by kvstore.waiting.Slots): a
+        stream holds its thread for its life, and never one a plain request needs.
+        The pool makes threads only as they are needed."""
+        waits = conf.from_environ().max_watches
+        return futures.ThreadPoolExecutor(max_workers=self.cfg.threads + waits)
+
     def handle_exit(self, sig, frame):
-        """SIGTERM: stop accepting only once the consumer has drained."""
+        """SIGTERM: stop accepting only once the consumer has drained; then end the
+        watch streams at once (with a retry hint), so their clients resume elsewhere
+        instead of waiting out the graceful timeout."""
         if self.alive and not self._stopping:
             self._stopping = True
             threading.Thread(target=self._exit_after_drain, daemon=True).start()
 
     def _exit_after_drain(self):
+        from kvstore.watch import hub
+
         try:
             wait_for_drain(BEGIN_GRACE["worker"])
         finally:
+            hub.stop_all()
             super().handle_exit(signal.SIGTERM, None)
 
 
@@ -120,6 +135,7 @@ def wait_for_drain(grace, limit=DRAIN_LIMIT):
         if member.draining_since is None and time.monotonic() - began >= grace:
             return
         time.sleep(0.05)
+
 
 def use_metrics_directory():
     """Put every worker's metrics in this instance's directory (`metrics_dir`,

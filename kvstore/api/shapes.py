@@ -20,6 +20,15 @@ class PreconditionSerializer(ErrorSerializer):
     current_version = serializers.CharField(allow_null=True)
 
 
+class GoneSerializer(ErrorSerializer):
+    """410: the history a watch needs from its position is gone."""
+
+    oldest_position = serializers.CharField(
+        help_text="Per partition that lost history, the oldest position a watch may "
+        "resume from; list again and watch from the list's position."
+    )
+
+
 class ListedEntrySerializer(serializers.Serializer):
     key = serializers.CharField()
     value = serializers.JSONField()
@@ -215,7 +224,44 @@ ENTRY_ROWS = {
             "type": "array",
             "description": "[key, partition, offset, value as JSON text]",
             "items": {"type": "array", "minItems": 4, "maxItems": 4},
-        }
+        },
+        "positions": {
+            "type": "object",
+            "description": "partition → the last offset the page reflects (-1: none)",
+            "additionalProperties": {"type": "integer"},
+        },
     },
-    "required": ["entries"],
+    "required": ["entries", "positions"],
+}
+NO_EFFECT = {
+    "type": "object",
+    "properties": {
+        "no_effect": {
+            "type": "array",
+            "description": "offsets in [from, through) whose records took no effect",
+            "items": {"type": "integer"},
+        },
+        "through": {
+            "type": "integer",
+            "description": "how far towards `to` this instance has applied",
+        },
+    },
+    "required": ["no_effect", "through"],
+}
+FORGOTTEN = {
+    "type": "object",
+    "properties": {
+        "code": {"type": "string"},
+        "detail": {"type": "string"},
+        "decided_from": {"type": "integer"},
+    },
+    "required": ["code", "detail", "decided_from"],
+}
+EVENT_STREAM = {
+    "type": "string",
+    "description": "Server-Sent Events: `event: put` (data {key, value, version}) and "
+    "`event: delete` (data {key, version}), each with `id:` the position vector after "
+    "it; `id:` lines alone move the client's Last-Event-ID past records it does not "
+    "watch; `: keep-alive` comments while idle; a final `event: error` (data {code: "
+    "history_compacted}) when history it needs is compacted meanwhile.",
 }

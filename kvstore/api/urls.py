@@ -1,12 +1,12 @@
-"""The store's URLs: the API root, the kv namespace, the cluster views, the peer
-endpoints, the OpenAPI schema and its docs, health, the metrics and the cluster page.
-A project mounts them with `path("", include("kvstore.api.urls"))`."""
+"""The store's URLs: the API root, the kv namespace, watches, the cluster views, the
+peer endpoints, the OpenAPI schema and its docs, health, the metrics and the cluster
+page. A project mounts them with `path("", include("kvstore.api.urls"))`."""
 
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from kvstore.api import operator, views
+from kvstore.api import operator, views, watch
 
 
 class NamespaceRouter(SimpleRouter):
@@ -23,6 +23,10 @@ router.register("kv", views.KeyValueViewSet, basename="kv")
 urlpatterns = [
     path("api/", views.ApiRootView.as_view(), name="api-root"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    # Before the namespaces' routers: "watch" is no key (kvstore.api.middleware).
+    re_path(
+        r"^api/(?P<namespace>[^/]+)/watch/?$", watch.WatchView.as_view(), name="watch"
+    ),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/", include(router.urls)),
     path("api/cluster", views.ClusterView.as_view(), name="cluster"),
@@ -36,6 +40,11 @@ urlpatterns = [
         "api/internal/entries/<str:namespace>",
         views.PartitionEntriesView.as_view(),
         name="partition-entries",
+    ),
+    path(
+        "api/internal/decisions/<str:namespace>",
+        watch.DecisionsView.as_view(),
+        name="decisions",
     ),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.ready, name="readyz"),

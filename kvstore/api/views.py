@@ -15,8 +15,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from kvstore import cache, cluster, keys, lease, routing, writes
-from kvstore.api import schema, shapes
+from kvstore import cache, cluster, keys, lease, positions, routing, writes
+from kvstore.api import params, schema, shapes
 from kvstore.conf import NAMESPACES, store_settings
 from kvstore.errors import InvalidRequest
 from kvstore.repository import ANY, Condition, get_repository
@@ -120,24 +120,40 @@ class NamespaceViewSet(viewsets.ViewSet):
     def list(self, request):
         limit = parse_limit(request)
         after = request.query_params.get("after")
-        page = self.repository.list(self.namespace, after, limit)
+        prefix = params.prefix(request)
+        wait = params.read_wait(request, self.namespace)
+        page = self.repository.list(self.namespace, after, limit, prefix, wait)
         next_url = None
         if page.after is not None:
-            base = link(f"{self.basename}-list")
-            next_url = f"{base}?{urlencode({'after': page.after, 'limit': limit})}"
+            query = {"after": page.after, "limit": limit}
+            query.update({"prefix": prefix} if prefix else {})
+            next_url = f"{link(f'{self.basename}-list')}?{urlencode(query)}"
         results = [self.represent_listed(entry) for entry in page.entries]
-        return Response({"results": results, "next": next_url})
+        body = {"results": results, "next": next_url, "position": str(page.position)}
+        return Response(body, headers={positions.HEADER: str(page.position)})
 
     def retrieve(self, request, key):
         consistency = request.query_params.get("consistency", "cache")
         if consistency not in ("cache", "strong"):
             raise ParseError("consistency must be 'cache' (the default) or 'strong'.")
-        entry = self.repository.get(self.namespace, key, strong=consistency == "strong")
-        etag = entry.version.etag
-        unchanged = request.headers.get("If-None-Match", "").split(",")
-        if etag in [tag.strip() for tag in unchanged]:
-            return Response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
-        return Response(self.represent(entry), headers={"ETag": etag})
+        wait = params.read_wait(request, self.namespace)
+        unchanged = [
+            tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")
+        ]
+        strong = consistency == "strong"
+        read = self.repository.get(self.namespace, key, strong, wait)
+        if read.entry.version.etag in unchanged and wait.seconds:
+            # A long-poll: answer once the entry changes, or 304 when time is up.
+            read = self.long_poll(key, unchanged, wait.seconds)
+        etag = read.entry.version.etag
+        headers = {"ETag": etag, positions.HEADER: str(read.position)}
+        if etag in unchanged:
+            return Response(status=status.HTTP_304_NOT_MODIFIED, headers=headers)
+        return Response(self.represent(read.entry), headers=headers)
+
+    def long_poll(self, key, unchanged, seconds):
+        with params.waiting_slot(self.repository):
+            return self.repository.changed(self.namespace, key, unchanged, seconds)
 
     def update(self, request, key, partial=False):
         routing.validate_key(key)
@@ -148,6 +164,7 @@ class NamespaceViewSet(viewsets.ViewSet):
             key,
             lambda current: self.merge(current, value, partial),
             condition,
+            params.idempotent(request, request.data),
         )
         done = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
         return self.written(result, done)
@@ -156,13 +173,23 @@ class NamespaceViewSet(viewsets.ViewSet):
         return self.update(request, key, partial=True)
 
     def destroy(self, request, key):
-        result = self.repository.delete(self.namespace, key, parse_condition(request))
+        idem = params.idempotent(request, None)
+        condition = parse_condition(request)
+        result = self.repository.delete(self.namespace, key, condition, idem)
         return self.written(result, status.HTTP_204_NO_CONTENT)
 
     def written(self, result, done_status, headers=None):
         """The answer to a write: `done_status` once applied here, else 202 with the
-        version."""
-        headers = {"ETag": result.version.etag, **(headers or {})}
+        version; with the record's position, and whether it is a replay."""
+        version = result.version
+        position = positions.single(self.namespace, version.partition, version.offset)
+        headers = {
+            "ETag": version.etag,
+            positions.HEADER: str(position),
+            **(headers or {}),
+        }
+        if result.replayed:
+            headers[params.REPLAYED] = "true"
         if not result.applied:
             return Response(
                 _not_confirmed(result), status=status.HTTP_202_ACCEPTED, headers=headers
@@ -240,6 +267,13 @@ class PartitionEntriesView(APIView):
             ),
             OpenApiParameter("after", str),
             schema.limit(MAX_PAGE + 1),
+            schema.PREFIX,
+            schema.MIN_POSITION,
+            OpenApiParameter(
+                "wait",
+                {"type": "integer", "minimum": 0},
+                description="Seconds to wait for min_position.",
+            ),
             schema.RETRY_AFTER,
         ],
         responses={
@@ -261,8 +295,16 @@ class PartitionEntriesView(APIView):
         partitions = [int(part) for part in parts]
         limit = parse_limit(request, maximum=MAX_PAGE + 1)
         after = request.query_params.get("after")
-        rows = get_repository().local_rows(namespace, partitions, after, limit)
-        return Response({"entries": [list(row) for row in rows]})
+        wait = params.peer_wait(request, namespace)
+        rows, applied = get_repository().local_rows(
+            namespace, partitions, after, limit, params.prefix(request), wait
+        )
+        return Response(
+            {
+                "entries": [list(row) for row in rows],
+                "positions": {str(p): o for p, o in applied.items()},
+            }
+        )
 
 
 class GroupView(APIView):

@@ -16,6 +16,7 @@ from kvstore.log.bulk import BulkProducer, LogRecord, read_all_records, read_lat
 from kvstore.log.common import client_config
 from kvstore.log.consumer import GroupConsumer
 from kvstore.log.producer import RECORD_OVERHEAD, Producer, Written
+from kvstore.log.reader import PartitionReader, Record
 
 __all__ = [
     "Admin",
@@ -26,8 +27,10 @@ __all__ = [
     "read_all_records",
     "read_latest",
     "GroupConsumer",
+    "PartitionReader",
     "Producer",
     "RECORD_OVERHEAD",
+    "Record",
     "TopicState",
     "Written",
     "admin",
