@@ -13,8 +13,9 @@ import logging
 import os
 import time
 
-from kvstore import apply, cache, drain, idempotency, lease, locks, log, settle, topics
-from kvstore.errors import KafkaTransient, StoreUnavailable
+from kvstore import apply, cache, drain, idempotency, lease, locks, log, rejoin, settle
+from kvstore import topics
+from kvstore.errors import KafkaTransient, MemberFenced, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class ConsumerProcess:
         # Assigned, but not taken in yet: Kafka did not tell their offsets so far.
         self._pending = set()
         self._warned = 0.0
+        self._watchdog = rejoin.Watchdog(settings.session_timeout_ms)
 
     def run(self, should_stop):
         """Run until `should_stop()` is true, then stop serving, leave the group at once
@@ -89,27 +91,50 @@ class ConsumerProcess:
             settler = settle.Settler(self.settings, conn, self.unsettled)
             # Revocations are written from kafka-python's IO thread, on a connection
             # of their own (see log.consumer._Events).
-            revoker = apply.Writer(cache.connect(self.settings.cache_path))
-            group = log.GroupConsumer(
-                self.settings,
-                self.namespace_of,
-                self.settings.session_timeout_ms,
-                on_revoke=lambda tps: revoker.revoke(self._keys(tps)),
-            )
+            self._revoker = apply.Writer(cache.connect(self.settings.cache_path))
+            self.group = self._member()
             try:
                 while not should_stop():
-                    self._step(group, conn, settler)
+                    self._step(conn, settler)
             finally:
                 logger.info("stopping: serving nothing, leaving the group")
                 self.writer.draining()
                 self.writer.revoke_all(keep_view=True)
                 self.writer.lease(None)
-                group.close(self._uncommitted)
+                self.group.close(self._uncommitted)
                 settler.close()
                 drain.until_peers_know(self.settings, self.writer, self._view)
                 self._heartbeat(alive=False)
-                revoker.conn.close()
+                self._revoker.conn.close()
                 conn.close()
+
+    def _member(self):
+        """A new consumer-group member (its rebalance callback writes revocations at
+        once, from kafka-python's IO thread, on a connection of its own)."""
+        return log.GroupConsumer(
+            self.settings,
+            self.namespace_of,
+            self.settings.session_timeout_ms,
+            on_revoke=lambda tps: self._revoker.revoke(self._keys(tps)),
+        )
+
+    def _rejoin(self, reason):
+        """Serve nothing, leave the old member behind, join as a new one (see
+        kvstore.rejoin)."""
+        logger.warning("%s: joining the group again as a new member", reason)
+        self._watchdog.rejoined()
+        try:
+            member = self._member()
+        except StoreUnavailable as exc:  # Kafka out of reach: the old one, for now
+            self._warn(exc)
+            return
+        self.writer.revoke(self._keys(self.held))
+        self.held, self._pending, self._uncommitted = {}, set(), {}
+        self._lease = None
+        self.writer.lease(None)
+        self.group.abandon()
+        self.group = member
+        self._view = None  # poll briefly until the new member's first assignment
 
     def _keys(self, partitions):
         return [(self.namespace_of[t], p) for t, p in partitions]
@@ -152,8 +177,9 @@ class ConsumerProcess:
             )
         return retention, window or None
 
-    def _step(self, group, conn, settler):
-        fetched = self._poll(group)
+    def _step(self, conn, settler):
+        fetched = self._poll(self.group)
+        group = self.group  # a new member if the poll had to join again
         fresh = self._handle_events(group)
         view = group.view()
         if view is not None and view != self._view:
@@ -173,6 +199,14 @@ class ConsumerProcess:
             self._uncommitted.update({tp: self.held[tp].position for tp in moved})
         self._finish_restores(group)
         self._renew(group)
+        if group.fenced():
+            self._watchdog.fenced()  # raises when another process has our id
+            self._rejoin("Kafka fenced this member")
+            return
+        overdue = self._watchdog.overdue(self._lease, lease.now())
+        if overdue and group.coordinator_known():
+            self._rejoin(f"no membership lease for {self._watchdog.after:.0f} s")
+            return
         ready = {
             (held.namespace, tp[1]) for tp, held in self.held.items() if not held.target
         }
@@ -188,6 +222,10 @@ class ConsumerProcess:
             return group.poll(timeout_ms=POLL_MS_UNASSIGNED if waiting else POLL_MS)
         except KafkaTransient as exc:
             self._warn(exc)
+            return {}
+        except MemberFenced as exc:
+            self._watchdog.fenced()  # raises when another process has our id
+            self._rejoin(str(exc))
             return {}
 
     def _warn(self, exc):

@@ -33,6 +33,12 @@ class KafkaTransient(StoreUnavailable):
     the same call may well succeed a moment later, so a long-running loop goes on."""
 
 
+class MemberFenced(StoreUnavailable):
+    """Kafka fenced this consumer-group member: a member with the same
+    group.instance.id joined after it (most often its own next incarnation, after a
+    stall). It must join again as a new member."""
+
+
 class WriteOutcomeUnknown(StoreError):
     """The record was handed to Kafka and no answer came in time: it may or may not be
     in the log, now or later. Never "nothing was written"."""

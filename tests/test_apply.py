@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from kvstore import apply, cache, conditions, conf, idempotency
+from kvstore import apply, cache, conditions, conf, idempotency, rejoin
 from kvstore.consumer import ConsumerProcess
-from kvstore.errors import KafkaTransient
+from kvstore.errors import KafkaTransient, MemberFenced, StoreUnavailable
 from kvstore.partitioner import partition_for, partition_of_bytes
 
 Record = collections.namedtuple("Record", "offset key value timestamp")
@@ -430,6 +430,9 @@ class FlakyGroup:
     def seek(self, topic, partition, offset):
         self.seeks.append((topic, partition, offset))
 
+    def fenced(self):
+        return False
+
 
 class TestKafkaFailingForAMoment:
     """A broker killed or a coordinator moving must not stop the consumer: it goes on
@@ -547,3 +550,59 @@ class TestIdempotentRecords:
         assert cache.View(conn).no_effect("kv", 0, 0, 3) == ({1}, 0)
         writer.prune_rejections(time.time() + 1)
         assert cache.View(conn).no_effect("kv", 0, 0, 3) == (set(), 2)
+
+
+class TestRejoining:
+    """The consumer joins its group again with a new member when Kafka fenced it, or
+    when it has held no lease for far longer than any rebalance (kvstore.rejoin)."""
+
+    def test_a_lease_held_is_never_overdue(self):
+        dog = rejoin.Watchdog(3000, clock=lambda: 1000.0)
+        assert not dog.overdue(lease_until=10.0, now_lease=9.0)
+
+    def test_overdue_only_after_long_without_a_lease(self):
+        now = [0.0]
+        dog = rejoin.Watchdog(3000, clock=lambda: now[0])
+        assert dog.after == 8.0
+        assert not dog.overdue(None, 0)
+        now[0] = 7.9
+        assert not dog.overdue(None, 0)
+        now[0] = 8.0
+        assert dog.overdue(None, 0)
+        dog.rejoined()
+        assert not dog.overdue(None, 0), "counted again from the rejoin"
+
+    def test_fenced_again_and_again_is_another_process_with_our_id(self):
+        now = [0.0]
+        dog = rejoin.Watchdog(3000, clock=lambda: now[0])
+        for _ in range(rejoin.FENCINGS_ALLOWED):
+            dog.fenced()
+        now[0] = rejoin.FENCING_WINDOW + 1  # the old ones no longer count
+        dog.fenced()
+        for _ in range(rejoin.FENCINGS_ALLOWED - 1):
+            dog.fenced()
+        with pytest.raises(StoreUnavailable, match="group.instance.id"):
+            dog.fenced()
+
+    def test_a_fenced_member_is_replaced_and_serves_nothing_meanwhile(self, conn):
+        class Fenced(FlakyGroup):
+            abandoned = False
+
+            def poll(self, timeout_ms):
+                raise MemberFenced("Kafka failed to poll: [Error 82] Fenced")
+
+            def abandon(self):
+                self.abandoned = True
+
+        process = ConsumerProcess(conf.from_environ({}))
+        process.writer = apply.Writer(conn)
+        process.retention_ms = {"kvstore.kv": 60_000}
+        old, new = Fenced(0, [("assigned", [("kvstore.kv", 3)])]), FlakyGroup(0)
+        process.group = old
+        process._handle_events(old)
+        assert ("kvstore.kv", 3) in process.held
+        process._member = lambda: new
+        assert process._poll(old) == {}
+        assert process.group is new and old.abandoned
+        assert process.held == {}
+        assert cache.View(conn).partition("kv", 3).state == cache.REVOKED

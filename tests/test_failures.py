@@ -53,12 +53,42 @@ def test_a_write_not_applied_in_time_is_202_with_its_version(node):
     seen = []
     wait_for(
         lambda: seen.append(node.api("GET", "/api/kv/slow")) or seen[-1].ok,
-        10,
+        20,
         "the write to be applied",
         node.consumer_log,
         last=lambda: seen[-1].text,
     )
     assert node.api("GET", "/api/kv/slow").headers["ETag"] == answer.headers["ETag"]
+
+
+def test_a_fenced_member_joins_again_and_serves(node):
+    """Another member joins with this instance's group.instance.id (as the consumer's
+    own next incarnation may, after a stall): Kafka fences the running consumer, which
+    must join again as a new member, not exit (all three did, in a broker stall run)."""
+    assert node.api("PUT", "/api/kv/fenced", json=1).status_code == 201
+    settings = node.settings
+    intruder = log.GroupConsumer(
+        settings,
+        {topic: ns for ns, topic in settings.topics().items()},
+        settings.session_timeout_ms,
+        on_revoke=lambda partitions: None,
+    )
+    try:
+        wait_for(
+            lambda: intruder.poll(100) is not None and intruder.generation(),
+            30,
+            "the intruder to join",
+        )
+    finally:
+        intruder.abandon()
+    wait_for(
+        lambda: "joining the group again" in node.consumer_log.read_text(),
+        30,
+        "the consumer to be fenced and join again",
+        node.consumer_log,
+    )
+    wait_for(lambda: node.api("GET", "/api/kv/fenced").ok, 30, "serving again")
+    assert node.consumer.poll() is None, "the consumer is still running"
 
 
 def test_a_dead_consumer_means_503_not_stale_answers(node):

@@ -7,7 +7,7 @@ import ssl
 
 import kafka.errors
 
-from kvstore.errors import KafkaTransient, StoreUnavailable
+from kvstore.errors import KafkaTransient, MemberFenced, StoreUnavailable
 from kvstore.log import access
 
 
@@ -79,6 +79,8 @@ def translated(action):
     as KafkaTransient."""
     try:
         yield
+    except kafka.errors.FencedInstanceIdError as exc:
+        raise MemberFenced(f"Kafka failed to {action}: {exc}") from exc
     except kafka.errors.SaslAuthenticationFailedError as exc:
         raise StoreUnavailable(
             f"Kafka failed to {action}: authentication failed ({exc}); check "

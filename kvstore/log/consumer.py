@@ -71,6 +71,9 @@ class _LeaseCoordinator(ConsumerCoordinator):
     taken here is the request's."""
 
     lease_anchor = None  # (lease.now() at send, generation id, member id)
+    # Kafka fenced this member; kafka-python then stops heartbeating and never
+    # rejoins by itself, so the consumer process must (kvstore.rejoin).
+    fenced = False
 
     async def _send_heartbeat_request(self):
         anchor = self._anchor()
@@ -78,6 +81,9 @@ class _LeaseCoordinator(ConsumerCoordinator):
             result = await super()._send_heartbeat_request()
         except kafka.errors.RebalanceInProgressError:
             self.lease_anchor = anchor
+            raise
+        except kafka.errors.FencedInstanceIdError:
+            self.fenced = True
             raise
         self.lease_anchor = anchor
         return result
@@ -203,6 +209,23 @@ class GroupConsumer:
         except kafka.errors.KafkaError:
             # A commit lost in a rebalance is made good by the next one; the cache is
             # the checkpoint.
+            pass
+
+    def fenced(self):
+        """Whether Kafka fenced this member (another joined with its
+        group.instance.id): it will never be part of the group again."""
+        return self._consumer._coordinator.fenced
+
+    def coordinator_known(self):
+        """Whether this member knows (and reaches) its group coordinator."""
+        return not self._consumer._coordinator.coordinator_unknown()
+
+    def abandon(self):
+        """Close without committing or leaving: this member is past saving (fenced, or
+        long without a lease), and another client takes its place."""
+        try:
+            self._consumer.close(autocommit=False, timeout_ms=1000)
+        except Exception:  # noqa: BLE001 (whatever state it was left in)
             pass
 
     def close(self, positions=None):
