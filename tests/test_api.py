@@ -372,3 +372,91 @@ def test_a_500_claims_nothing_about_a_write(rf, method, unknown):
     body = json.loads(answer.content)
     assert answer.status_code == 500 and body["code"] == "server_error"
     assert ("not known" in body["detail"]) is unknown
+
+
+class TestFastPath:
+    """A plain JSON GET of one key is answered below Django (kvstore.api.fast) with
+    exactly Django's answer: same status, body and headers, but for its own timing."""
+
+    @staticmethod
+    def comparable(answer):
+        skip = {"date", "server-timing"}
+        headers = {
+            k.lower(): v for k, v in answer.headers.items() if k.lower() not in skip
+        }
+        return answer.status_code, answer.content, headers
+
+    @staticmethod
+    def fast(answer):
+        return answer.headers["Server-Timing"].endswith(", fast")
+
+    @pytest.mark.parametrize(
+        "namespace, value",
+        [("kv", {"a": [1, "é", None], "b": 1.5}), ("kv", None), ("kv", "\u2028")],
+    )
+    def test_a_plain_get_is_django_s_answer_served_faster(
+        self, instance, namespace, value
+    ):
+        key = unique("fast")
+        body = {
+            "data": json.dumps(value),
+            "headers": {"Content-Type": "application/json"},
+        }
+        assert instance.api("PUT", f"/api/{namespace}/{key}", **body).ok
+        answers = [instance.api("GET", f"/api/{namespace}/{key}") for _ in range(3)]
+        django = instance.api("GET", f"/api/{namespace}/{key}?consistency=cache")
+        assert not self.fast(django)
+        assert self.fast(answers[-1]), answers[-1].headers
+        assert self.comparable(answers[-1]) == self.comparable(django)
+        assert answers[-1].json() == value
+
+    def test_users_are_represented_as_the_view_does(self, instance):
+        made = instance.api(
+            "POST", "/api/users/", json={"name": "Fay", "email": "fay@example.com"}
+        ).json()
+        path = f"/api/users/{made['id']}"
+        answers = [instance.api("GET", path) for _ in range(3)]
+        django = instance.api("GET", path + "?consistency=cache")
+        assert self.fast(answers[-1])
+        assert self.comparable(answers[-1]) == self.comparable(django)
+        assert answers[-1].json() == made
+
+    @pytest.mark.parametrize(
+        "headers",
+        [{"Accept": "text/html"}, {"If-None-Match": '"0-0"'}, {"Prefer": "wait=1"}],
+    )
+    def test_anything_but_plain_is_django_s(self, instance, headers):
+        key = unique("fast")
+        instance.api("PUT", f"/api/kv/{key}", json=1)
+        for _ in range(2):
+            instance.api("GET", f"/api/kv/{key}")
+        answer = instance.api("GET", f"/api/kv/{key}", headers=headers)
+        assert not self.fast(answer)
+
+    def test_errors_stay_django_s(self, instance):
+        for _ in range(2):
+            missing = instance.api("GET", f"/api/kv/{unique('none')}")
+        assert missing.status_code == 404 and missing.json()["code"] == "not_found"
+        assert not self.fast(missing)
+
+    def test_every_fast_answer_is_counted(self, instance):
+        key = unique("fast")
+        instance.api("PUT", f"/api/kv/{key}", json=1)
+        instance.api("GET", f"/api/kv/{key}")
+
+        def served():
+            text = instance.api("GET", "/metrics").text
+            line = next(
+                line
+                for line in text.splitlines()
+                if line.startswith("kvstore_requests_total{")
+                and 'namespace="kv"' in line
+                and 'method="GET"' in line
+                and 'status="200"' in line
+            )
+            return float(line.split()[-1])
+
+        before = served()
+        answers = [instance.api("GET", f"/api/kv/{key}") for _ in range(5)]
+        assert all(self.fast(answer) for answer in answers)
+        assert served() - before == 5
