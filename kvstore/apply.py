@@ -238,6 +238,8 @@ class Writer:
 
     def __init__(self, conn):
         self.conn = conn
+        # A partition changed state since the consumer last rang (kvstore.wake).
+        self.moved = False
 
     def _transaction(self, statements):
         self.conn.execute("BEGIN IMMEDIATE")
@@ -308,9 +310,11 @@ class Writer:
             )
         )
         self._transaction(statements)
+        self.moved = True
         return state
 
     def mark_ready(self, namespace, partition):
+        self.moved = True
         self._transaction(
             [
                 (
@@ -324,6 +328,7 @@ class Writer:
     def revoke(self, keys):
         """Stop serving these (namespace, partition); their rows and positions stay for
         a later return."""
+        self.moved = True
         self._transaction(
             [
                 (
@@ -341,6 +346,7 @@ class Writer:
         statements = [("UPDATE partitions SET state = ?", (REVOKED,))]
         if not keep_view:
             statements.append(("DELETE FROM group_view", ()))
+        self.moved = True
         self._transaction(statements)
 
     def synced(self, keys, now=None):

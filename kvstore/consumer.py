@@ -14,7 +14,7 @@ import os
 import time
 
 from kvstore import apply, cache, drain, idempotency, lease, locks, log, rejoin, settle
-from kvstore import topics
+from kvstore import topics, wake
 from kvstore.errors import KafkaTransient, MemberFenced, StoreUnavailable
 
 logger = logging.getLogger(__name__)
@@ -92,6 +92,7 @@ class ConsumerProcess:
             # Revocations are written from kafka-python's IO thread, on a connection
             # of their own (see log.consumer._Events).
             self._revoker = apply.Writer(cache.connect(self.settings.cache_path))
+            self._bell = wake.Bell(self.settings.cache_path)
             self.group = self._member()
             try:
                 while not should_stop():
@@ -106,6 +107,7 @@ class ConsumerProcess:
                 drain.until_peers_know(self.settings, self.writer, self._view)
                 self._heartbeat(alive=False)
                 self._revoker.conn.close()
+                self._bell.close()
                 conn.close()
 
     def _member(self):
@@ -115,8 +117,14 @@ class ConsumerProcess:
             self.settings,
             self.namespace_of,
             self.settings.session_timeout_ms,
-            on_revoke=lambda tps: self._revoker.revoke(self._keys(tps)),
+            on_revoke=self._revoke_now,
         )
+
+    def _revoke_now(self, partitions):
+        """From kafka-python's IO thread: stop serving these before the next round
+        can give them away, and wake the waiters on them."""
+        self._revoker.revoke(self._keys(partitions))
+        self._bell.ring()
 
     def _rejoin(self, reason):
         """Serve nothing, leave the old member behind, join as a new one (see
@@ -198,6 +206,10 @@ class ConsumerProcess:
             )
             self._uncommitted.update({tp: self.held[tp].position for tp in moved})
         self._finish_restores(group)
+        if batch or self.writer.moved:
+            # Waiting writers and readers look at the cache again now (kvstore.wake).
+            self.writer.moved = False
+            self._bell.ring()
         self._renew(group)
         if group.fenced():
             self._watchdog.fenced()  # raises when another process has our id

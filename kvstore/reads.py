@@ -58,12 +58,14 @@ class Reads:
         is then (a long-poll). Raises as `get` does: EntryNotFound once it is deleted,
         NotOwner once its partition moved."""
         deadline = time.monotonic() + seconds
+        mark = self.changes.seen  # before looking: no move between is missed
         read, checked = self.get(namespace, key), time.monotonic()
         while read.entry.version.etag in etags:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            self.changes.wait(min(remaining, 1.0))
+            self.changes.wait(min(remaining, 1.0), since=mark)
+            mark = self.changes.seen
             partition = read.entry.version.partition
             moved = cache.position(self.reader.connection(), namespace, partition)
             last = read.position.get(partition, -1)

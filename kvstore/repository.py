@@ -17,6 +17,7 @@ import uuid
 from kvstore import (
     cache,
     conditions,
+    ends,
     idempotency,
     locks,
     log,
@@ -58,6 +59,7 @@ class Repository:
         self.slots = waiting.Slots(
             waiting.slots_path(settings.cache_path), settings.max_watches
         )
+        self._ends = ends.EndOffsets(self._ask_end_offset)
         self.reads = reads.Reads(settings, self.reader, self._end_offset)
         # Reads are the collaborator's; the views ask the repository for everything.
         self.get, self.changed = self.reads.get, self.reads.changed
@@ -276,25 +278,21 @@ class Repository:
         """Wait until this instance's cache has applied `offset`; False if it has not in
         time."""
         timeout = self.settings.apply_timeout if timeout is None else timeout
-        deadline = time.monotonic() + timeout
-        conn, pause = self.reader.connection(), 0.0005
-        while True:
-            state = cache.position(conn, namespace, partition) if conn else None
-            if state is not None and state.position > offset:
-                return True
-            revoked = state is not None and state.state == cache.REVOKED
-            if time.monotonic() >= deadline or revoked:
-                return False
-            time.sleep(pause)
-            pause = min(pause * 2, 0.005)
+        return waiting.until_applied(
+            self.reader, self.reads.changes, namespace, partition, offset, timeout
+        )
 
     def _end_offset(self, route):
-        """Kafka's end offset of the route's partition, asked now."""
+        """Kafka's end offset of the route's partition, asked now (or by a request
+        sent after this call began)."""
+        return self._ends.get(route.topic, route.partition)
+
+    def _ask_end_offset(self, topic, partition):
         with self._producer_lock:
             if self._admin is None:
                 timeout_ms = int(self.settings.produce_timeout * 1000)
                 self._admin = log.open_admin(self.settings, timeout_ms=timeout_ms)
-        return self._admin.offsets(route.topic, [route.partition])[route.partition]
+        return self._admin.offsets(topic, [partition])[partition]
 
     def producer(self):
         with self._producer_lock:

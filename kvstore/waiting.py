@@ -4,19 +4,24 @@ and the bound on how many requests may wait long at once.
 
 Requests that wait long hold a web thread each, so they are counted per instance
 (`Slots`), and the threads they use come on top of the ones plain requests have
-(kvstore.api.server). They wake on one poller per process (`Changes`), which asks
-the cache every few milliseconds only while someone waits.
+(kvstore.api.server). They wake on one watcher per process (`Changes`), which looks
+at the cache when the consumer rings (kvstore.wake) and every few tens of
+milliseconds besides, only while someone waits.
 """
 
 import fcntl
+import logging
 import os
 import random
 import threading
 import time
 
-from kvstore import cache
+from kvstore import cache, wake
 
-TICK = 0.005  # seconds between two looks at the cache while someone waits
+logger = logging.getLogger(__name__)
+# Seconds between two looks at the cache while someone waits: TICK when this process
+# cannot hear the consumer's wake-ups, FALLBACK when it can (one may be lost).
+TICK, FALLBACK = 0.005, 0.05
 
 
 class Changes:
@@ -27,9 +32,23 @@ class Changes:
         self._moved = threading.Condition()
         self._waiters = 0
         self._thread = None
+        self._seen = 0  # how many moves the watcher has seen: a waiter's "since"
+        try:
+            self._ear = wake.Ear(reader.path)
+        except OSError as exc:  # no abstract sockets here: poll instead
+            logger.warning("cannot listen for the consumer's wake-ups: %s", exc)
+            self._ear = None
 
-    def wait(self, timeout):
-        """Block until some partition's position moves or `timeout` passes."""
+    @property
+    def seen(self):
+        """A mark to pass to `wait` as `since`, taken before looking at the cache."""
+        return self._seen
+
+    def wait(self, timeout, since=None):
+        """Block until some partition's position moves or `timeout` passes. With
+        `since` (a `seen` mark), return at once if it moved after that mark: a move
+        the watcher noticed between a waiter's look at the cache and its wait would
+        otherwise be missed until the next one."""
         with self._moved:
             self._waiters += 1
             if self._thread is None or not self._thread.is_alive():
@@ -38,7 +57,8 @@ class Changes:
                 )
                 self._thread.start()
             try:
-                self._moved.wait(max(timeout, 0))
+                if since is None or since == self._seen:
+                    self._moved.wait(max(timeout, 0))
             finally:
                 self._waiters -= 1
 
@@ -53,8 +73,12 @@ class Changes:
             if now != seen:
                 seen = now
                 with self._moved:
+                    self._seen += 1
                     self._moved.notify_all()
-            time.sleep(TICK)
+            if self._ear is None:
+                time.sleep(TICK)
+            else:
+                self._ear.wait(FALLBACK)
 
     def _positions(self):
         conn = self.reader.connection()
@@ -70,6 +94,7 @@ def until_applied(reader, changes, namespace, partition, offset, timeout):
     within `timeout` seconds, or the partition was revoked meanwhile."""
     deadline = time.monotonic() + timeout
     while True:
+        mark = changes.seen
         conn = reader.connection()
         state = cache.position(conn, namespace, partition) if conn else None
         if state is not None and state.position > offset:
@@ -79,7 +104,7 @@ def until_applied(reader, changes, namespace, partition, offset, timeout):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return False
-        changes.wait(min(remaining, 0.5))
+        changes.wait(min(remaining, 0.5), since=mark)
 
 
 class Slots:

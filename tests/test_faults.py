@@ -23,6 +23,13 @@ pytestmark = [
     pytest.mark.faults,
     pytest.mark.skipif(FAULT_TESTS == "none", reason="FAULT_TESTS=none"),
 ]
+# Writes must come back by themselves "within seconds" of a broker's return (they did
+# not for minutes once). How soon is Kafka's failover more than the store's: a dead or
+# stalled broker is fenced after broker.session.timeout.ms (4 s in bin/kafka-local),
+# and clients find the new leaders and group coordinator after their own timeouts;
+# 3 to 6 s after the heal on this machine (docs/FAULTS.md).
+WRITES_BACK_WITHIN = 10
+
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="network namespaces need root"
 )
@@ -109,7 +116,7 @@ def test_a_broker_stalled(fault_cluster, tmp_path):
     outcome = run("broker-stall", fault_cluster, tmp_path)
     assert_clean(outcome)
     (fault,) = outcome.verdict.faults
-    assert fault.write_recovery_s <= 5, explain(outcome)
+    assert fault.write_recovery_s <= WRITES_BACK_WITHIN, explain(outcome)
 
 
 def test_a_rolling_restart(fault_cluster, tmp_path):
@@ -134,7 +141,7 @@ def test_a_broker_killed(fault_cluster, tmp_path):
     outcome = run("broker-kill", fault_cluster, tmp_path)
     assert_clean(outcome)
     (fault,) = outcome.verdict.faults
-    assert fault.write_recovery_s <= 5, explain(outcome)
+    assert fault.write_recovery_s <= WRITES_BACK_WITHIN, explain(outcome)
 
 
 @needs_root

@@ -45,3 +45,39 @@ def test_dead_workers_do_not_count(tmp_path):
     writes.Breaker(tmp_path / "health").failed()
     health = writes.Health(tmp_path / "health")
     assert health.failing_since(alive=lambda pid: False) is None
+
+
+def test_end_offsets_are_asked_one_at_a_time_and_shared_only_when_fresh():
+    """Callers that asked before a request was sent share its answer; one that asked
+    while it was in flight gets a new one (the first may miss what came meanwhile)."""
+    import threading
+
+    from kvstore.ends import EndOffsets
+
+    sent, release, now = [], threading.Event(), [0.0]
+
+    def ask(topic, partition):
+        sent.append(now[0])
+        release.wait(5)
+        return 100 + len(sent)
+
+    ends = EndOffsets(ask, clock=lambda: now[0])
+    results = []
+    first = threading.Thread(target=lambda: results.append(ends.get("t", 0)))
+    first.start()
+    while not sent:
+        time.sleep(0.01)
+    now[0] = 1.0  # these ask while the first request is in flight
+    later = [
+        threading.Thread(target=lambda: results.append(ends.get("t", 0)))
+        for _ in range(5)
+    ]
+    for thread in later:
+        thread.start()
+    time.sleep(0.1)
+    now[0] = 2.0
+    release.set()
+    for thread in [first, *later]:
+        thread.join(5)
+    assert len(sent) == 2, "the first request, and one for all who asked during it"
+    assert sorted(results) == [101, 102, 102, 102, 102, 102]

@@ -50,7 +50,7 @@ class Producer:
             self._producer = KafkaProducer(
                 acks="all",
                 enable_idempotence=True,
-                linger_ms=1,
+                linger_ms=0,
                 max_block_ms=int(timeout_s * 1000),
                 request_timeout_ms=int(timeout_s * 1000),
                 delivery_timeout_ms=int(timeout_s * 1000) + 1000,
