@@ -136,6 +136,34 @@ class TestRouting:
             node.url for node in cluster
         }, "the keys spread over all three instances"
 
+    def test_the_fast_path_redirects_as_django_does(self, cluster):
+        """A plain GET for another instance's key: the fast path's 307 is the
+        middleware's, byte for byte but for its timing; the owner answers the
+        redirected request (its `_hop`) on the fast path too."""
+        key = "fast-307"
+        owner = owner_of(cluster[0], key)
+        assert requests.put(f"{owner}/api/kv/{key}", json=7, timeout=10).ok
+        node = next(n for n in cluster if n.url != owner)
+        plain = [node.api("GET", f"/api/kv/{key}") for _ in range(3)]
+        django = node.api("GET", f"/api/kv/{key}", headers={"Accept": "*/*;q=0.9"})
+
+        def comparable(answer):
+            skip = {"date", "server-timing"}
+            headers = {
+                k.lower(): v for k, v in answer.headers.items() if k.lower() not in skip
+            }
+            return answer.status_code, answer.content, headers
+
+        assert plain[-1].headers["Server-Timing"].endswith(", fast")
+        assert not django.headers["Server-Timing"].endswith(", fast")
+        assert comparable(plain[-1]) == comparable(django)
+        assert plain[-1].headers["Location"] == f"{owner}/api/kv/{key}?_hop=1"
+        followed = [
+            requests.get(plain[-1].headers["Location"], timeout=10) for _ in range(3)
+        ]
+        assert followed[-1].status_code == 200 and followed[-1].json() == 7
+        assert followed[-1].headers["Server-Timing"].endswith(", fast")
+
     def test_writes_through_a_non_owner_keep_method_and_body(self, cluster):
         key = "via-non-owner"
         non_owner = next(n for n in cluster if n.url != owner_of(cluster[0], key))

@@ -1,15 +1,16 @@
-"""The fast path, below Django: a plain JSON GET of one key that this instance serves
-is answered straight from the cache, with exactly the answer Django would give.
+"""The fast path, below Django: a plain JSON GET of one key is answered straight from
+the cache when this instance serves it, or with the 307 to the instance that does, with
+exactly the answer Django would give.
 
 A GET by key is the store's commonest request, and Django's request handling, its
 middleware and DRF's view machinery cost most of its time (docs/PROFILES.md). This WSGI
-application answers the plain case itself and hands everything else to Django: any
-query string, an Accept other than JSON, a conditional or waiting read, a key that
-needs percent-decoding, an error, a redirect, auth that would refuse. Which headers the
-answer carries is not written down here but learned from Django's own 200 for the same
-namespace, host and scheme, so whatever the project's middleware adds (security
-headers, HSTS, Vary, Allow) stays identical; only ETag, Kvstore-Position,
-Content-Length and Server-Timing are the fast path's own.
+application answers the plain case itself and hands everything else to Django: a
+query string other than a redirect's hop count, an Accept other than JSON, a
+conditional or waiting read, a key that needs percent-decoding, an error, auth that
+would refuse. Which headers an answer carries is not written down here but learned
+from Django's own 200 (or 307) for the same namespace, host and scheme, so whatever the
+project's middleware adds (security headers, HSTS, Vary, Allow) stays identical; only
+the headers that vary per answer (OWN) are the fast path's own.
 """
 
 import re
@@ -20,10 +21,11 @@ from django.urls import resolve
 from rest_framework.exceptions import APIException
 
 from kvstore import keys, metrics, timing
-from kvstore.api import auth
+from kvstore.api import auth, redirects
+from kvstore.api.handlers import MAX_HOPS, json_response
 from kvstore.api.renderers import ValueJSONRenderer
 from kvstore.conf import store_settings
-from kvstore.errors import StoreError
+from kvstore.errors import NotOwner, StoreError
 from kvstore.positions import HEADER as POSITION
 from kvstore.repository import get_repository
 
@@ -39,7 +41,18 @@ NOT_PLAIN = (
     "HTTP_CONTENT_ENCODING",
 )
 # The fast path's own headers; every other one is Django's, as learned.
-OWN = ("etag", POSITION.lower(), "content-length", "server-timing")
+OWN = (
+    "etag",
+    POSITION.lower(),
+    "content-length",
+    "server-timing",
+    "location",
+    "x-kvstore-partition",
+    "x-kvstore-owner",
+    "content-type",
+)
+HOPS = re.compile(r"_hop=([0-9]{1,4})")  # a redirect's only parameter, as it sends it
+OK, REDIRECT = "200 OK", "307 Temporary Redirect"
 
 
 class FastPath:
@@ -55,11 +68,11 @@ class FastPath:
         plain = self._plain(environ)
         if plain is None:
             return self.django(environ, start_response)
-        namespace, key = plain
-        template = self._learned.get(_context(environ, namespace))
-        if template is None:
-            return self._learn(environ, start_response, namespace)
-        answer = self._answer(environ, namespace, key, template)
+        namespace, key, hops = plain
+        context = _context(environ, namespace)
+        if (context, OK) not in self._learned:
+            return self._learn(environ, start_response, context)
+        answer = self._answer(environ, namespace, key, context, hops)
         if answer is None:
             return self.django(environ, start_response)
         status, headers, body = answer
@@ -67,19 +80,23 @@ class FastPath:
         return [body]
 
     def _plain(self, environ):
-        """(namespace, key) of a plain JSON GET of one key, else None."""
-        if environ["REQUEST_METHOD"] != "GET" or environ.get("QUERY_STRING"):
+        """(namespace, key, hops taken) of a plain JSON GET of one key, else None."""
+        query = environ.get("QUERY_STRING", "")
+        hops = HOPS.fullmatch(query) if query else None
+        if environ["REQUEST_METHOD"] != "GET" or (query and hops is None):
             return None
         raw = environ.get("RAW_URI", "")
         # Only a path that needs no decoding: then PATH_INFO is the key as sent.
-        if not raw.isascii() or "%" in raw or "?" in raw:
+        if not raw.isascii() or "%" in raw or raw.count("?") > bool(query):
             return None
         if environ.get("HTTP_ACCEPT", "") not in PLAIN_ACCEPT:
             return None
         if any(name in environ for name in NOT_PLAIN):
             return None
         match = self._pattern().match(environ.get("PATH_INFO", ""))
-        return None if match is None else (match["ns"], match["key"])
+        if match is None:
+            return None
+        return match["ns"], match["key"], int(hops[1]) if hops else 0
 
     def _pattern(self):
         if self._item is None:
@@ -90,8 +107,8 @@ class FastPath:
             )
         return self._item
 
-    def _learn(self, environ, start_response, namespace):
-        """Let Django answer; keep its headers if it answered 200."""
+    def _learn(self, environ, start_response, context):
+        """Let Django answer; keep its headers if it answered 200 or 307."""
         seen = {}
 
         def capture(status, headers, exc_info=None):
@@ -99,14 +116,15 @@ class FastPath:
             return start_response(status, headers, exc_info)
 
         body = self.django(environ, capture)
-        if seen.get("status", "").startswith("200 "):
+        status = seen.get("status", "")
+        if status in (OK, REDIRECT):
             template = _Template(seen["headers"], _viewset(environ["PATH_INFO"]))
             with self._lock:
-                self._learned.setdefault(_context(environ, namespace), template)
+                self._learned.setdefault((context, status), template)
         return body
 
-    def _answer(self, environ, namespace, key, template):
-        """(status, headers, body) of the 200, or None for Django to answer."""
+    def _answer(self, environ, namespace, key, context, hops):
+        """(status, headers, body) of the 200 or the 307, or None for Django."""
         started = time.perf_counter()
         phases = timing.begin()
         metrics.IN_PROGRESS.inc()
@@ -114,22 +132,39 @@ class FastPath:
             if not _may_read(environ):
                 return None
             read = get_repository().get(namespace, key)
-        except StoreError:  # not found, not here, not now: Django says which
+        except NotOwner as moved:
+            redirect = self._learned.get((context, REDIRECT))
+            if redirect is None or hops >= MAX_HOPS:
+                return None  # Django answers (and shows how), or ends the loop
+            answer = _redirect(environ, moved, hops, redirect)
+            return self._timed(answer, namespace, 307, "not_owner", phases, started)
+        except StoreError:  # not found, not now: Django says which
             return None
         finally:
             metrics.IN_PROGRESS.dec()
             timing.end()
+        template = self._learned[(context, OK)]
         body = template.render(read.entry)
-        total = time.perf_counter() - started
         headers = template.headers + [
+            ("Content-Type", "application/json"),
             ("ETag", read.entry.version.etag),
             (POSITION, str(read.position)),
+        ]
+        answer = (OK, headers, body)
+        return self._timed(answer, namespace, 200, "", phases, started)
+
+    @staticmethod
+    def _timed(answer, namespace, status, code, phases, started):
+        """The answer with its Content-Length and Server-Timing, counted."""
+        total = time.perf_counter() - started
+        status_line, headers, body = answer
+        headers = headers + [
             ("Content-Length", str(len(body))),
             # "fast" tells a client (and the tests) which path answered.
             ("Server-Timing", timing.header(phases, total) + ", fast"),
         ]
-        metrics.record(namespace, "GET", 200, "", phases, total)
-        return "200 OK", headers, body
+        metrics.record(namespace, "GET", status, code, phases, total)
+        return status_line, headers, body
 
 
 class _Template:
@@ -147,6 +182,17 @@ class _Template:
         return self._renderer.render(
             self.represent(entry), "application/json", self._context
         )
+
+
+def _redirect(environ, moved, hops, template):
+    """The 307 the redirecting middleware would answer (kvstore.api.middleware): its
+    body and own headers from the same function, the rest as Django sent them."""
+    path, _ = redirects.raw_target(_Meta(environ))
+    location = f"{moved.owner}{path}?{redirects.HOP_PARAM}={hops + 1}"
+    response = json_response(moved, location)
+    own = [(name, value) for name, value in response.items()]
+    own = [(n, v) for n, v in own if n.lower() != "content-length"]
+    return REDIRECT, template.headers + own, response.content
 
 
 def _context(environ, namespace):
