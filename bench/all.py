@@ -592,14 +592,16 @@ def _rss_mb(pid):
 
 
 GET_COST = (
-    "a GET is Django + DRF in a Python worker (PROFILES.md); the peer's is the JDK's "
-    "HTTP server and a RocksDB read in one JVM"
+    "PROFILES.md §4: a GET is answered below Django now, and gunicorn's own "
+    "pure-Python HTTP handling is two thirds of a worker's CPU per request (parse, "
+    "thread hand-off, write); the peer's is the JDK's HTTP server and a RocksDB read "
+    "in one JVM"
 )
 
 WRITE_COST = (
-    "PROFILES.md §2: a write costs ~5 ms of CPU across broker, consumer and gunicorn, "
-    "against ~2 ms "
-    "in one process for the baseline, on 2 shared cores"
+    "PROFILES.md §4: in a web worker a write is Django + DRF (~30 % of its CPU) and "
+    "kafka-python's producer I/O thread (~25 %), one produce request per record; then "
+    "the broker's produce and the consumer's fetch and apply, on 2 shared cores"
 )
 
 
@@ -678,8 +680,9 @@ def routes(args, report, settings, node, tmp, peer, processes):
         interleaved(ways, 200)  # warm-up
         results = interleaved(ways, args.requests)
         whys = {
-            "redirect": "PROFILES.md §3: the 307 is Django's 0.5 ms floor, then the owner's GET, then the "
-            "client's redirect handling",
+            "redirect": "PROFILES.md §3-4: a 307 and the owner's GET are both "
+            "gunicorn's floor now (below Django); the rest is the second round trip "
+            "and the client's redirect handling",
             "client": "the client's own work per request (its map, murmur2 in Python) on a ~1 ms request",
         }
         for name, label, peer_way, target in (

@@ -1,0 +1,129 @@
+"""A quick look at one instance's speed, for before/after comparisons while changing
+the hot paths (bench/run is the full, recorded benchmark).
+
+    .venv/bin/python bench/quick.py [--modes getkv,putkv,putkv1] [--seconds 8]
+        [--rounds 2] [--workers 3] [--threads 4] [--profile DIR]
+
+Starts a broker (bin/kafka-local), one instance over 20,000 imported kv records and
+runs wrk (bench/load.lua) in each mode, 16 connections (a mode ending in 1: one).
+--profile records the web workers with py-spy (`pip install py-spy`, GIL samples
+only) during one run of the first mode, as collapsed stacks in DIR.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+import django  # noqa: E402
+
+django.setup()
+
+from bench.store_bench import all_ready, wrk  # noqa: E402
+from kvstore import log, topics  # noqa: E402
+from tests.brokers import LocalKafka  # noqa: E402
+from tests.instances import (  # noqa: E402
+    PYTHON,
+    Instance,
+    environment,
+    isolated_settings,
+    wait_for,
+)
+
+RECORDS = 20_000
+
+
+class Tuned(Instance):
+    """An instance whose gunicorn runs `threads` threads per worker."""
+
+    threads = 4
+
+    def wrap(self, argv):
+        argv = list(argv)
+        if "--threads" in argv:
+            argv[argv.index("--threads") + 1] = str(self.threads)
+        return argv
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--modes", default="getkv,putkv,putkv1")
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--profile", type=Path)
+    args = parser.parse_args()
+    with LocalKafka(nodes=1) as kafka, tempfile.TemporaryDirectory() as tmp:
+        node = start(kafka.bootstrap, Path(tmp), args)
+        try:
+            wrk(node.url, ["getkv", str(RECORDS)], 16, 2)  # warm-up
+            if args.profile:
+                profile(node, args)
+            for _ in range(args.rounds):
+                for mode in args.modes.split(","):
+                    measure(node, mode, args.seconds)
+        finally:
+            node.stop()
+
+
+def start(bootstrap, tmp, args):
+    settings = isolated_settings(bootstrap, partitions=6, session_timeout_ms=10000)
+    with log.admin(settings) as admin:
+        topics.ensure(admin, settings)
+    records = tmp / "kv.jsonl"
+    with open(records, "w") as out:
+        for i in range(RECORDS):
+            value = f'{{"n":{i},"pad":"{"x" * 70}"}}'
+            out.write(f'{{"namespace":"kv","key":"key-{i:07d}","value":{value}}}\n')
+    subprocess.run(
+        [PYTHON, "manage.py", "kvstore_import", str(records)],
+        cwd=ROOT,
+        env=environment(settings),
+        check=True,
+        capture_output=True,
+    )
+    Tuned.threads = args.threads
+    node = Tuned(settings, tmp / "node", workers=args.workers)
+    node.start()
+    wait_for(lambda: all_ready(node), 120, "the restore")
+    return node
+
+
+def measure(node, mode, seconds):
+    connections = 1 if mode.endswith("1") else 16
+    figures = wrk(node.url, [mode.rstrip("1"), str(RECORDS)], connections, seconds)
+    print(
+        f"{mode:8} {figures['rps']:8.0f} req/s  p50 {figures['p50_ms']:.2f} ms  "
+        f"p99 {figures['p99_ms']:.2f} ms  non-2xx {figures['non2xx']:.0f}",
+        flush=True,
+    )
+
+
+def profile(node, args):
+    args.profile.mkdir(parents=True, exist_ok=True)
+    workers = subprocess.run(
+        ["pgrep", "-P", str(node.web.pid)], capture_output=True, text=True
+    ).stdout.split()
+    spies = [
+        subprocess.Popen(
+            [str(ROOT / ".venv/bin/py-spy"), "record", "-p", pid, "--gil"]
+            + ["-d", str(args.seconds), "-r", "200", "-f", "raw", "--nonblocking"]
+            + ["-o", str(args.profile / f"worker-{pid}.txt")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for pid in workers
+    ]
+    measure(node, args.modes.split(",")[0], args.seconds)
+    for spy in spies:
+        spy.wait()
+
+
+if __name__ == "__main__":
+    main()
