@@ -6,8 +6,9 @@ applies it.
 """
 
 import dataclasses
+import time
 
-from kvstore.errors import TopicMisconfigured
+from kvstore.errors import StoreUnavailable, TopicMisconfigured
 
 COMPACT = "compact"
 # Records younger than this are never compacted away. Conditions are decided by the
@@ -104,7 +105,7 @@ def ensure(admin, settings, report=lambda message: None):
             f"created {name} ({work.partitions} partitions, replication factor "
             f"{settings.replication_factor}, compacted)"
         )
-    verified = admin.describe(names)
+    verified = _visible(admin, names, work.create)
     plan(settings, verified)  # a concurrent creator could have made them differently
     for name in names:
         if name not in work.create:
@@ -112,3 +113,20 @@ def ensure(admin, settings, report=lambda message: None):
                 f"verified {name} ({verified[name].partitions} partitions, compacted)"
             )
     return verified
+
+
+def _visible(admin, names, created, settle_s=10.0):
+    """`admin.describe(names)`, asked again while a topic just created is not yet
+    known to the broker that answers (metadata reaches brokers a moment later)."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        described = admin.describe(names)
+        if all(described[name] is not None for name in created):
+            return described
+        if time.monotonic() >= deadline:
+            missing = [name for name in created if described[name] is None]
+            raise StoreUnavailable(
+                f"created {', '.join(missing)} but Kafka does not describe "
+                f"it after {settle_s:.0f} s"
+            )
+        time.sleep(0.1)

@@ -29,6 +29,7 @@ pytestmark = [
 # and clients find the new leaders and group coordinator after their own timeouts;
 # 3 to 6 s after the heal on this machine (docs/FAULTS.md).
 WRITES_BACK_WITHIN = 10
+CONSUMER_BACK_WITHIN = 6
 
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="network namespaces need root"
@@ -128,7 +129,10 @@ def test_a_consumer_killed_and_restarted(fault_cluster, tmp_path):
     outcome = run("consumer-kill", fault_cluster, tmp_path)
     assert_clean(outcome)
     (fault,) = outcome.verdict.faults
-    assert fault.recovery_s <= 2, explain(outcome)
+    # The restarted consumer takes its old place in the group at once (static
+    # membership) and restores its partitions from the cache: 2.3 to 3.9 s after the
+    # restart on this machine (docs/FAULTS.md), more under a loaded CI runner.
+    assert fault.recovery_s <= CONSUMER_BACK_WITHIN, explain(outcome)
 
 
 def test_gunicorn_workers_killed(fault_cluster, tmp_path):

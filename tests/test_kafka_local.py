@@ -200,8 +200,7 @@ def test_replicated_topics_take_writes_with_one_broker_down(cluster):
     settings = isolated_settings(cluster.bootstrap, **REPLICATED)
     topic = settings.topic("kv")
     with log.admin(settings) as admin:
-        topics.ensure(admin, settings)
-        state = admin.describe([topic])[topic]
+        state = topics.ensure(admin, settings)[topic]
     assert state.replication_factor == 3
     assert state.configs["min.insync.replicas"] == "2"
     cluster.node("kill", 3)

@@ -2,6 +2,7 @@
 
 import contextlib
 import dataclasses
+import time
 
 import kafka.errors
 from kafka import TopicPartition
@@ -106,11 +107,27 @@ class Admin:
             )
         return states
 
-    def _configs(self, names):
+    def _configs(self, names, settle_s=10.0):
+        """{name: {config: value}}, every config including defaults.
+
+        A broker that has not yet learnt of a just-created topic answers with no
+        configs (kafka-python drops the error code), so an empty answer is asked again
+        until `settle_s` has passed, then reported as unavailable.
+        """
         resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
-        described = self._client.describe_configs(resources, config_filter="all")[
-            "topic"
-        ]
+        deadline = time.monotonic() + settle_s
+        while True:
+            described = self._client.describe_configs(
+                resources, config_filter="all"
+            ).get("topic", {})
+            unknown = [name for name in names if not described.get(name)]
+            if not unknown:
+                break
+            if time.monotonic() >= deadline:
+                raise StoreUnavailable(
+                    f"Kafka describes no configs for topic {unknown[0]} yet"
+                )
+            time.sleep(0.1)
         return {
             name: {key: entry["value"] for key, entry in described[name].items()}
             for name in names
