@@ -232,6 +232,8 @@ def test_a_partition_that_just_arrived_catches_up_before_judging_a_condition(nod
     finally:
         node.consumer.send_signal(signal.SIGCONT)
     assert answer.status_code == 412, "v2 superseded the version the writer had seen"
+    # The pause can outlast the consumer's lease; reads wait for it to be renewed.
+    node.wait_ready()
     assert node.api("GET", "/api/kv/moved").json() == "v2"
 
 
