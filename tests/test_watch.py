@@ -211,8 +211,16 @@ def opened(url, **headers):
         found[:] = [SSE(url, **headers)]
         return found[0].status == 200
 
-    wait_for(one, 20, f"{url} to open")
+    wait_for(one, 20, f"{url} to open", last=lambda: said(found))
     return found[0]
+
+
+def said(streams):
+    """The status of each stream, with the body of those that were refused."""
+    return [
+        (each.status, "" if each.status == 200 else each.response.text[:300])
+        for each in streams
+    ]
 
 
 class Collector(threading.Thread):
@@ -225,11 +233,16 @@ class Collector(threading.Thread):
         self.start()
 
     def run(self):
-        for event in self.watch:
-            if self.stopping.is_set():
-                break  # the watch closes with its generator: its slot is free again
-            data = {"key": event.key, "version": event.version}
-            self.events.append((event.kind, data, event.position))
+        try:
+            for event in self.watch:
+                if self.stopping.is_set():
+                    break
+                data = {"key": event.key, "version": event.version}
+                self.events.append((event.kind, data, event.position))
+        finally:
+            # Closing the generator closes its stream, so the instance frees its
+            # slot now; left to the garbage collector, it held the slot for good.
+            self.watch.close()
 
 
 class Writers:
@@ -438,7 +451,9 @@ def test_watch_refusals(cluster):
         streams[:] = [SSE(f"{a.url}/api/kv/watch") for _ in range(4)]
         return [s.status for s in streams] == [200] * 4
 
-    wait_for(four_open, 20, "four watches to open", interval=0.5)
+    wait_for(
+        four_open, 20, "four watches to open", interval=0.5, last=lambda: said(streams)
+    )
     refused = a.api("GET", "/api/kv/watch")
     assert refused.status_code == 503 and refused.json()["code"] == "too_many_watches"
     assert refused.headers["Retry-After"]
