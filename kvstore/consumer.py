@@ -252,6 +252,8 @@ class ConsumerProcess:
         if until == self._lease:
             return
         lapsed = until is None or (self._lease is not None and until < self._lease)
+        if until is None and self._lease is not None:
+            logger.info("lease ends: %s", group.lease_state())
         if lapsed or time.monotonic() - self._last["lease"] >= HEARTBEAT_EVERY:
             self.writer.lease(until)
             self._lease, self._last["lease"] = until, time.monotonic()

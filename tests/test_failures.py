@@ -28,8 +28,10 @@ def started_node(settings, directory, **fields):
 
 @pytest.fixture
 def node(kafka_bootstrap, tmp_path):
+    # A 6 s session (a 4.5 s lease): these tests pause the consumer for a moment,
+    # and a loaded CI runner stretched a 3 s session's moment past its lease.
     instance = started_node(
-        isolated_settings(kafka_bootstrap),
+        isolated_settings(kafka_bootstrap, session_timeout_ms=6000),
         tmp_path / "node",
         apply_timeout=1.0,
         heartbeat_timeout=3.0,

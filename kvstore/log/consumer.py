@@ -99,6 +99,18 @@ class _LeaseCoordinator(ConsumerCoordinator):
         generation = self._generation
         return (lease.now(), generation.generation_id, generation.member_id)
 
+    def lease_state(self):
+        """Why there is no lease now, in words (for the log)."""
+        anchor, stable = self.lease_anchor, self.generation_if_stable()
+        if anchor is None:
+            return "the coordinator never answered"
+        if stable is None:
+            return f"the group is rebalancing (state {self.state})"
+        return (
+            f"generation {stable.generation_id} is not the answered one "
+            f"({anchor[1]})"
+        )
+
     def lease_until(self, session_timeout_ms):
         """When this member's lease ends (lease clock), or None without one: the
         member must still be in the generation that the coordinator answered."""
@@ -171,6 +183,10 @@ class GroupConsumer:
     def lease_until(self):
         """When this member's lease ends (kvstore.lease clock), or None."""
         return self._consumer._coordinator.lease_until(self.session_timeout_ms)
+
+    def lease_state(self):
+        """Why this member holds no lease now, in words."""
+        return self._consumer._coordinator.lease_state()
 
     def generation(self):
         stable = self._consumer._coordinator.generation_if_stable()
