@@ -474,6 +474,28 @@ def test_watch_refusals(cluster):
         each.close()
 
 
+def test_a_resume_from_past_the_logs_end_is_410_and_says_so(cluster):
+    """A position the log never reached (another store's, or one from before the
+    topic was made again) cannot be resumed from; the 410 says why, and names a
+    position to start from instead."""
+    a, _ = cluster
+    seen = []
+    wait_for(  # the slots of streams closed before come free a second later
+        lambda: seen.append(a.api("GET", "/api/kv/watch?from_position=kv:0:999999"))
+        or seen[-1].status_code != 503,
+        20,
+        "a watch slot",
+    )
+    gone = seen[-1]
+    assert gone.status_code == 410, gone.text
+    body = gone.json()
+    assert body["code"] == "history_compacted"
+    assert "past the end of partition 0's log" in body["detail"]
+    oldest = positions.parse(body["oldest_position"], "kv")
+    assert oldest.get(0, -1) < 999999
+    opened(f"{a.url}/api/kv/watch?from_position={oldest}").close()
+
+
 def test_keep_alives_and_progress_while_idle(cluster):
     a, _ = cluster
     watch = opened(f"{a.url}/api/kv/watch?prefix=quiet.")

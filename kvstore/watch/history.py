@@ -34,6 +34,7 @@ class Scan:
         self.expected, self.end, self.young_after = start, end, young_after_ms
         self.whole = True
         self.oldest = start - 1  # the oldest position a resume may start from
+        self.ahead = False  # the start is past the log's end
         self.done = start >= end
 
     def feed(self, offset, timestamp):
@@ -55,7 +56,7 @@ class Scan:
 def check(settings, namespace, starts, lag_ms, decisions):
     """Raise HistoryGone (410) unless the log and the caches still hold every record
     of each partition from `starts` ({partition: next offset wanted}) on."""
-    oldest = {}
+    oldest, ahead = {}, []
     for partition, start in starts.items():
         try:
             decisions.check_known(namespace, partition, start)
@@ -63,23 +64,33 @@ def check(settings, namespace, starts, lag_ms, decisions):
             oldest[partition] = gone.decided_from - 1
         except decided.Undecided:
             pass  # the stream asks again for each record that needs it
-    for partition, gone in scan(
+    for partition, verdict in scan(
         settings, settings.topic(namespace), starts, lag_ms
     ).items():
+        gone = verdict.oldest
         oldest[partition] = max(gone, oldest.get(partition, gone))
+        if verdict.ahead:
+            ahead.append(partition)
     if oldest:
         vector = positions.Vector.of(namespace, oldest)
+        what = (
+            f"This position is past the end of partition {ahead[0]}'s log (a "
+            "position from another store, or from before its topic was made "
+            "again)"
+            if ahead
+            else "Compaction has removed part of the history from this position on"
+        )
         raise HistoryGone(
-            "Compaction has removed part of the history from this position on; list "
-            "again and watch from the list's position (oldest_position: the oldest "
-            "position a watch of these partitions may resume from).",
+            f"{what}; list again and watch from the list's position "
+            "(oldest_position: the oldest position a watch of these partitions may "
+            "resume from).",
             vector,
         )
 
 
 def scan(settings, topic, starts, lag_ms, now_ms=None):
-    """{partition: oldest resumable position} of the partitions whose history from
-    `starts` has holes."""
+    """{partition: its Scan} of the partitions whose history from `starts` has holes
+    (or which start past the log's end): `oldest` is the oldest resumable position."""
     now_ms = time.time() * 1000 if now_ms is None else now_ms
     young_after = now_ms - lag_ms / 2 if lag_ms else float("inf")
     reader = log.PartitionReader(settings, topic, list(starts))
@@ -89,6 +100,7 @@ def scan(settings, topic, starts, lag_ms, now_ms=None):
         for partition, start in starts.items():
             if start > bounds[partition][1]:  # past the end: another log's position
                 scans[partition].whole = False
+                scans[partition].ahead = True
                 scans[partition].oldest = bounds[partition][1] - 1
                 scans[partition].done = True
             else:
@@ -96,7 +108,7 @@ def scan(settings, topic, starts, lag_ms, now_ms=None):
         _feed(reader, scans)
     finally:
         reader.close()
-    return {p: scan.oldest for p, scan in scans.items() if not scan.whole}
+    return {p: scan for p, scan in scans.items() if not scan.whole}
 
 
 def _feed(reader, scans):
