@@ -14,6 +14,7 @@ their SIGTERM in (`bin/instance` signals the consumer first; a supervisor may si
 consumer and gunicorn at once, systemd every process of the unit).
 """
 
+import gc
 import json
 import os
 import shutil
@@ -93,6 +94,15 @@ class JSONErrorWorker(ThreadWorker):
         finally:
             hub.stop_all()
             super().handle_exit(signal.SIGTERM, None)
+
+
+def post_worker_init(worker):
+    """gunicorn's hook, once a worker has loaded the application: everything loaded so
+    far (Django, DRF, the URL conf, the settings) lives as long as the worker, so the
+    cyclic garbage collector stops scanning it. Its full collections then take about
+    3.5 ms instead of 39 ms, a pause every request in the worker waits out
+    (docs/PROFILES.md)."""
+    gc.freeze()
 
 
 def when_ready(arbiter):

@@ -1,6 +1,7 @@
 """`manage.py kvstore_consume`: run this instance's consumer-group member (the cache's
 only writer)."""
 
+import gc
 import os
 import signal
 import sqlite3
@@ -29,6 +30,9 @@ class Command(BaseCommand):
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stopping.append(True))
         settings = store_settings()
+        # What is loaded by now lives as long as the process: the garbage collector
+        # stops scanning it, and its full collections stop pausing the apply loop.
+        gc.freeze()
         process = ConsumerProcess(settings, progress=self._progress)
         try:
             process.run(should_stop=lambda: bool(stopping))
