@@ -144,7 +144,17 @@ class TestRouting:
         owner = owner_of(cluster[0], key)
         assert requests.put(f"{owner}/api/kv/{key}", json=7, timeout=10).ok
         node = next(n for n in cluster if n.url != owner)
-        plain = [node.api("GET", f"/api/kv/{key}") for _ in range(3)]
+        def fast(get):
+            # Each gunicorn worker learns from Django's first answer, and which
+            # worker takes a connection varies: ask until the fast path answers.
+            answers = []
+            for _ in range(30):
+                answers.append(get())
+                if answers[-1].headers["Server-Timing"].endswith(", fast"):
+                    break
+            return answers
+
+        plain = fast(lambda: node.api("GET", f"/api/kv/{key}"))
         django = node.api("GET", f"/api/kv/{key}", headers={"Accept": "*/*;q=0.9"})
 
         def comparable(answer):
@@ -158,9 +168,9 @@ class TestRouting:
         assert not django.headers["Server-Timing"].endswith(", fast")
         assert comparable(plain[-1]) == comparable(django)
         assert plain[-1].headers["Location"] == f"{owner}/api/kv/{key}?_hop=1"
-        followed = [
-            requests.get(plain[-1].headers["Location"], timeout=10) for _ in range(3)
-        ]
+        followed = fast(
+            lambda: requests.get(plain[-1].headers["Location"], timeout=10)
+        )
         assert followed[-1].status_code == 200 and followed[-1].json() == 7
         assert followed[-1].headers["Server-Timing"].endswith(", fast")
 

@@ -6,8 +6,9 @@ A GET by key is the store's commonest request, and Django's request handling, it
 middleware and DRF's view machinery cost most of its time (docs/PROFILES.md). This WSGI
 application answers the plain case itself and hands everything else to Django: a
 query string other than a redirect's hop count, an Accept other than JSON, a
-conditional or waiting read, a key that needs percent-decoding, an error, auth that
-would refuse. Which headers an answer carries is not written down here but learned
+conditional or waiting read (a `Kvstore-Min-Position` the cache does not reflect yet,
+or any to a non-owner), a key that needs percent-decoding, an error, auth that would
+refuse. Which headers an answer carries is not written down here but learned
 from Django's own 200 (or 307) for the same namespace, host and scheme, so whatever the
 project's middleware adds (security headers, HSTS, Vary, Allow) stays identical; only
 the headers that vary per answer (OWN) are the fast path's own.
@@ -20,12 +21,13 @@ import time
 from django.urls import resolve
 from rest_framework.exceptions import APIException
 
-from kvstore import keys, metrics, timing
+from kvstore import keys, metrics, positions, timing
 from kvstore.api import auth, redirects
 from kvstore.api.handlers import MAX_HOPS, json_response
 from kvstore.api.renderers import ValueJSONRenderer
 from kvstore.conf import store_settings
 from kvstore.errors import NotOwner, StoreError
+from kvstore.entries import NO_WAIT, Wait
 from kvstore.positions import HEADER as POSITION
 from kvstore.repository import get_repository
 
@@ -36,7 +38,6 @@ NOT_PLAIN = (
     "HTTP_IF_NONE_MATCH",
     "HTTP_IF_MODIFIED_SINCE",
     "HTTP_PREFER",
-    "HTTP_KVSTORE_MIN_POSITION",
     "HTTP_TRANSFER_ENCODING",
     "HTTP_CONTENT_ENCODING",
 )
@@ -51,6 +52,9 @@ OWN = (
     "x-kvstore-owner",
     "content-type",
 )
+# A read-your-writes GET (the routing client sends one with every read) is plain too
+# when the cache reflects the position already.
+MIN_POSITION = "HTTP_" + positions.MIN_HEADER.upper().replace("-", "_")
 HOPS = re.compile(r"_hop=([0-9]{1,4})")  # a redirect's only parameter, as it sends it
 OK, REDIRECT = "200 OK", "307 Temporary Redirect"
 
@@ -70,11 +74,9 @@ class FastPath:
             return self.django(environ, start_response)
         namespace, key, hops = plain
         context = _context(environ, namespace)
-        if (context, OK) not in self._learned:
-            return self._learn(environ, start_response, context)
         answer = self._answer(environ, namespace, key, context, hops)
-        if answer is None:
-            return self.django(environ, start_response)
+        if answer is None:  # Django's, which teaches what it has not learned yet
+            return self._learn(environ, start_response, context)
         status, headers, body = answer
         start_response(status, headers)
         return [body]
@@ -117,7 +119,7 @@ class FastPath:
 
         body = self.django(environ, capture)
         status = seen.get("status", "")
-        if status in (OK, REDIRECT):
+        if status in (OK, REDIRECT) and (context, status) not in self._learned:
             template = _Template(seen["headers"], _viewset(environ["PATH_INFO"]))
             with self._lock:
                 self._learned.setdefault((context, status), template)
@@ -128,22 +130,26 @@ class FastPath:
         started = time.perf_counter()
         phases = timing.begin()
         metrics.IN_PROGRESS.inc()
+        at_least = environ.get(MIN_POSITION)
         try:
             if not _may_read(environ):
                 return None
-            read = get_repository().get(namespace, key)
+            wait = NO_WAIT if at_least is None else _reached(at_least, namespace)
+            read = get_repository().get(namespace, key, wait=wait)
         except NotOwner as moved:
             redirect = self._learned.get((context, REDIRECT))
-            if redirect is None or hops >= MAX_HOPS:
+            if redirect is None or hops >= MAX_HOPS or at_least is not None:
                 return None  # Django answers (and shows how), or ends the loop
             answer = _redirect(environ, moved, hops, redirect)
             return self._timed(answer, namespace, 307, "not_owner", phases, started)
-        except StoreError:  # not found, not now: Django says which
-            return None
+        except (StoreError, positions.PositionInvalid):
+            return None  # not found, not now, not yet there: Django says which
         finally:
             metrics.IN_PROGRESS.dec()
             timing.end()
-        template = self._learned[(context, OK)]
+        template = self._learned.get((context, OK))
+        if template is None:
+            return None
         body = template.render(read.entry)
         headers = template.headers + [
             ("Content-Type", "application/json"),
@@ -214,6 +220,13 @@ class _Meta:
 
     def __init__(self, environ):
         self.META = environ
+
+
+def _reached(text, namespace):
+    """A Wait for a `Kvstore-Min-Position` that the cache must reflect already: one
+    that it does not yet (or one that is malformed) is Django's to wait for, or to
+    refuse."""
+    return Wait(at_least=positions.parse(text, namespace), seconds=0)
 
 
 def _may_read(environ):
