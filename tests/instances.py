@@ -233,3 +233,31 @@ def wait_for(condition, timeout, what, log_file=None, interval=0.05, last=None):
                 tail += "\n" + open(log_file).read()[-3000:]
             raise TimeoutError(f"timed out after {timeout}s waiting for {what}{tail}")
         time.sleep(interval)
+
+
+def fast_answer(get):
+    """The first answer of `get()` that the fast path gave (kvstore.api.fast): each
+    gunicorn worker learns from Django's first answer, and which worker takes a
+    connection varies, so ask until a worker that has learned answers."""
+    seen = []
+
+    def fast():
+        seen.append(get())
+        return seen[-1].headers["Server-Timing"].endswith(", fast")
+
+    wait_for(
+        fast,
+        10,
+        "a fast-path answer",
+        interval=0,
+        last=lambda: seen[-1].headers,
+    )
+    return seen[-1]
+
+
+def comparable(answer):
+    """An answer's status, body and headers but for those that differ each time (its
+    date and timing): what the fast path must share with Django's answer."""
+    skip = {"date", "server-timing"}
+    headers = {k.lower(): v for k, v in answer.headers.items() if k.lower() not in skip}
+    return answer.status_code, answer.content, headers

@@ -9,7 +9,13 @@ import pytest
 
 from kvstore import log, topics
 from tests import rawlog
-from tests.instances import Instance, isolated_settings, wait_for
+from tests.instances import (
+    Instance,
+    comparable,
+    fast_answer,
+    isolated_settings,
+    wait_for,
+)
 
 MAX_MESSAGE_BYTES = 20000
 
@@ -378,26 +384,15 @@ class TestFastPath:
     """A plain JSON GET of one key is answered below Django (kvstore.api.fast) with
     exactly Django's answer: same status, body and headers, but for its own timing."""
 
-    @staticmethod
-    def comparable(answer):
-        skip = {"date", "server-timing"}
-        headers = {
-            k.lower(): v for k, v in answer.headers.items() if k.lower() not in skip
-        }
-        return answer.status_code, answer.content, headers
+    comparable = staticmethod(comparable)
 
     @staticmethod
     def fast(answer):
         return answer.headers["Server-Timing"].endswith(", fast")
 
-    def fast_answer(self, instance, path, headers=None):
-        """A GET of `path` that the fast path answered: each gunicorn worker learns
-        from Django's first answer, and which worker takes a connection varies."""
-        for _ in range(30):
-            answer = instance.api("GET", path, headers=headers or {})
-            if self.fast(answer):
-                return answer
-        raise AssertionError(f"no fast answer for {path}: {answer.headers}")
+    @staticmethod
+    def fast_answer(instance, path, headers=None):
+        return fast_answer(lambda: instance.api("GET", path, headers=headers or {}))
 
     @pytest.mark.parametrize(
         "namespace, value",

@@ -34,6 +34,20 @@ def conn(tmp_path):
     connection.close()
 
 
+def applied_in_chunks(tmp_path, records, sizes, **options):
+    """For each chunk size, a fresh cache of partition kv/0 that applied `records` in
+    chunks of that size (an applier sees them in whatever batches a poll returns)."""
+    for size in sizes:
+        connection = cache.connect(tmp_path / f"{size}.sqlite3")
+        apply.Writer(connection).start_restore("kv", 0, 0, 100, wipe=True)
+        for start in range(0, len(records), size):
+            chunk = records[start : start + size]
+            apply.apply_batch(
+                connection, {("kv", 0): (chunk, start + len(chunk))}, **options
+            )
+        yield connection
+
+
 def rows(conn):
     return conn.execute(
         "SELECT key, offset, value FROM entries ORDER BY key"
@@ -273,14 +287,10 @@ class TestConditionsDecidedByTheLog:
             based(i, b"k", str(i).encode(), f"0-{i - 1 - (i % 3 == 0)}")
             for i in range(1, 30)
         ]
-        outcomes = []
-        for split in (1, 7, 30):
-            connection = cache.connect(tmp_path / f"{split}.sqlite3")
-            apply.Writer(connection).start_restore("kv", 0, 0, 100, wipe=True)
-            for start in range(0, 30, split):
-                chunk = records[start : start + split]
-                apply.apply_batch(connection, {("kv", 0): (chunk, start + len(chunk))})
-            outcomes.append((rows(connection), self.rejections(connection)))
+        outcomes = [
+            (rows(connection), self.rejections(connection))
+            for connection in applied_in_chunks(tmp_path, records, (1, 7, 30))
+        ]
         assert outcomes[0] == outcomes[1] == outcomes[2]
 
 
@@ -524,18 +534,12 @@ class TestIdempotentRecords:
             idempotent(i, b"k", str(i).encode(), f"s{i % 4}", timestamp=i * 1000)
             for i in range(24)
         ]
-        outcomes = []
-        for split in (1, 5, 24):
-            connection = cache.connect(tmp_path / f"{split}.sqlite3")
-            apply.Writer(connection).start_restore("kv", 0, 0, 100, wipe=True)
-            for start in range(0, 24, split):
-                chunk = records[start : start + split]
-                apply.apply_batch(
-                    connection,
-                    {("kv", 0): (chunk, start + len(chunk))},
-                    idempotency_ms=10_000,
-                )
-            outcomes.append((rows(connection), self.answers(connection)))
+        outcomes = [
+            (rows(connection), self.answers(connection))
+            for connection in applied_in_chunks(
+                tmp_path, records, (1, 5, 24), idempotency_ms=10_000
+            )
+        ]
         assert outcomes[0] == outcomes[1] == outcomes[2]
         # s3 first at 3 s, repeated at 7 and 11 s (no effect), new again at 15 s
         # (past the window), repeated at 19 and 23 s: 15 is the last that counted.
