@@ -5,9 +5,12 @@ member, from the last event id it saw, so nothing is missed and nothing repeated
 
 import dataclasses
 import json
+import logging
 import time
 
 import requests
+
+logger = logging.getLogger(__name__)
 
 
 class HistoryGone(Exception):
@@ -48,6 +51,13 @@ def events(client, namespace, prefix, key, from_position, read_timeout=60.0):
             # Refused connections, timeouts, and streams cut off mid-way (a member
             # leaving, a slow reader, a stopping worker).
             failures += 1
+            logger.info(
+                "watch of %s through %s: %s; resuming after %s",
+                namespace,
+                client.bases[0],
+                exc,
+                last,
+            )
             if failures > client.attempts:
                 raise client_unavailable(namespace, exc) from exc
             client.bases.append(client.bases.pop(0))  # another member next time

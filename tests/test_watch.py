@@ -147,15 +147,19 @@ class TestBacklog:
     """What a watch reads itself below the hub's tail: every record once, or an end
     when the log lost some of them."""
 
-    def run(self, monkeypatch, offsets, upto):
+    def run(self, monkeypatch, offsets, upto, overflowing=False):
         records = {0: [R(0, o, b"k", str(o).encode(), 0, ()) for o in offsets]}
         monkeypatch.setattr(
             stream.log, "PartitionReader", lambda *a: FakeReader(records)
         )
-        watch = stream.Watch("kv", {0: 10})
+        watch = stream.Watch("kv", {0: 10}, buffer=1)
         store = conf.StoreSettings()
-        frames = list(stream.backlog(store, watch, {0: upto}, 1, decisions=None))
-        return watch, [frame.decode().split("\n")[1] for frame in frames]
+        ids = []
+        for frame in stream.backlog(store, watch, {0: upto}, 1, decisions=None):
+            ids.append(frame.decode().split("\n")[1])
+            if overflowing:  # the hub's live events, more than the queue holds
+                watch.offer(0, [events.Event(0, upto, "put", "k", "1")] * 2, upto + 1)
+        return watch, ids
 
     def test_every_record_below_the_tail_once(self, monkeypatch):
         watch, ids = self.run(monkeypatch, [10, 11, 12, 13, 14, 15], upto=14)
@@ -167,6 +171,16 @@ class TestBacklog:
         assert watch.ended == "gone" and len(ids) == 3
         watch, ids = self.run(monkeypatch, [10, 12, 13], upto=14)
         assert watch.ended == "gone" and ids == []
+
+    def test_a_queue_overflowing_meanwhile_cuts_the_watch_off_after_it(
+        self, monkeypatch
+    ):
+        """Cut off at once, a backlog would start again from the same place on every
+        resume while writes go on, and the watch would never get anywhere."""
+        watch, ids = self.run(monkeypatch, [10, 11, 12, 13], 14, overflowing=True)
+        assert len(ids) == 4 and watch.next == {0: 14} and watch.ended == SLOW
+        watch, ids = self.run(monkeypatch, [10, 11, 13], 14, overflowing=True)
+        assert watch.ended == "gone" and len(ids) == 2, "a hole still ends it"
 
 
 @pytest.fixture(scope="module")
@@ -452,7 +466,7 @@ def test_watch_refusals(cluster):
         return [s.status for s in streams] == [200] * 4
 
     wait_for(
-        four_open, 20, "four watches to open", interval=0.5, last=lambda: said(streams)
+        four_open, 45, "four watches to open", interval=0.5, last=lambda: said(streams)
     )
     refused = a.api("GET", "/api/kv/watch")
     assert refused.status_code == 503 and refused.json()["code"] == "too_many_watches"

@@ -4,7 +4,8 @@ process's hub queues for it, and the Server-Sent Events it is sent.
 A watch starting below the hub's tail reads that part of the log with a reader of its
 own, then goes on with what the hub queued meanwhile: each partition's events arrive
 once each, in log order. Its queue is bounded: a client that reads too slowly is cut
-off (its last event id resumes it exactly), rather than buffered without limit.
+off (its last event id resumes it exactly), rather than buffered without limit; but
+only once it has its backlog, so that each resume gets further than the last.
 """
 
 import collections
@@ -54,8 +55,11 @@ class Watch:
             self.ready.notify()
 
     def end(self, reason):
+        """End the watch for `reason`. Any reason replaces SLOW, the one ending its
+        backlog reads on after (_stopped): the client must hear of the other ones."""
         with self.ready:
-            self.ended = self.ended or reason
+            if self.ended in (None, SLOW):
+                self.ended = reason
             self.ready.notify()
 
     def take(self, timeout):
@@ -117,7 +121,7 @@ def backlog(settings, watch, upto, partitions, decisions):
     try:
         for partition, offset in below.items():
             reader.seek(partition, offset)
-        while below and not watch.ended:
+        while below and not _stopped(watch):
             for partition, records in reader.poll(200).items():
                 records = [r for r in records if r.offset < upto[partition]]
                 yield from _backlog_batch(
@@ -133,8 +137,15 @@ def backlog(settings, watch, upto, partitions, decisions):
         reader.close()
 
 
+def _stopped(watch):
+    """Whether the backlog must stop reading: not when the hub's events overflowed the
+    queue meanwhile (SLOW). A backlog cut off there would start again from the same
+    place on every resume, while writes go on: a watch that never gets anywhere."""
+    return watch.ended not in (None, SLOW)
+
+
 def _backlog_batch(watch, partition, records, partitions, decisions):
-    if not records or watch.ended:
+    if not records or _stopped(watch):
         return
     if not events.follow(watch.next[partition], records):
         watch.end(GONE)  # compacted since the watch opened
