@@ -7,6 +7,7 @@ too many watches 503."""
 
 import collections
 import concurrent.futures
+import itertools
 import json
 import threading
 import time
@@ -113,6 +114,23 @@ class TestEvents:
         watch.offer(1, [events.Event(1, 0, "put", "a", "1")], 1)
         assert watch.ended == SLOW
 
+    def test_offers_without_events_take_one_place_per_partition(self):
+        """Writes to keys a watch does not want fill no queue: a quiet prefix in a busy
+        namespace is no slow reader."""
+        watch = stream.Watch("kv", {0: 0, 1: 0}, prefix="a", buffer=4)
+        for through in range(1, 50):
+            watch.offer(through % 2, [events.Event(0, through, "put", "zz", "1")], through)
+        put = events.Event(0, 50, "put", "ab", "1")
+        watch.offer(0, [put], 51)
+        watch.offer(0, [], 52)  # after an event: queued after it, not merged into it
+        assert not watch.ended
+        assert [watch.take(0) for _ in range(4)] == [
+            (1, [], 49),
+            (0, [], 48),
+            (0, [put], 51),
+            (0, [], 52),
+        ]
+
 
 class FakeReader:
     """A partition's records in memory, read as kvstore.log.PartitionReader reads:
@@ -181,6 +199,21 @@ class TestBacklog:
         assert len(ids) == 4 and watch.next == {0: 14} and watch.ended == SLOW
         watch, ids = self.run(monkeypatch, [10, 11, 13], 14, overflowing=True)
         assert watch.ended == "gone" and len(ids) == 2, "a hole still ends it"
+
+    def test_a_slow_reader_is_told_how_far_it_got(self, monkeypatch):
+        """Its last event may lie far behind records it did not want; resumed from
+        there, it would read them all again."""
+        records = {0: [R(0, o, b"zz", b"1", 0, ()) for o in range(10, 14)]}
+        monkeypatch.setattr(
+            stream.log, "PartitionReader", lambda *a: FakeReader(records)
+        )
+        watch = stream.Watch("kv", {0: 10}, prefix="a", buffer=1)
+        wanted = [events.Event(0, o, "put", "a", "1") for o in (14, 15)]
+        watch.offer(0, wanted, 16)  # the hub's, more than the queue holds
+        backlog = stream.backlog(conf.StoreSettings(), watch, {0: 14}, 1, None)
+        sent = b"".join(stream.frames(watch, backlog, keepalive=1)).decode()
+        assert "event:" not in sent and watch.ended == SLOW
+        assert "id: kv:0:13\n\n: this client reads too slowly" in sent
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,7 @@ class Watch:
         self.floor = dict(starts)  # below it, the hub's offers are not for us
         self.buffer = buffer
         self.items, self.queued = collections.deque(), 0
+        self.idle = {}  # partition -> its last queued item, when that holds no events
         self.ready = threading.Condition()
         self.ended = None
 
@@ -48,7 +49,17 @@ class Watch:
         with self.ready:
             if self.ended:
                 return
-            self.items.append((partition, kept, through))
+            idle = self.idle.get(partition)
+            if idle is not None and not kept:
+                idle[2] = through  # nothing it wants in between: one item, not many
+                self.ready.notify()
+                return
+            item = [partition, kept, through]
+            self.items.append(item)
+            if kept:
+                self.idle.pop(partition, None)
+            else:
+                self.idle[partition] = item
             self.queued += len(kept)
             if self.queued > self.buffer or len(self.items) > self.buffer:
                 self.ended = SLOW
@@ -69,8 +80,10 @@ class Watch:
             if self.ended or not self.items:
                 return None
             item = self.items.popleft()
+            if self.idle.get(item[0]) is item:
+                del self.idle[item[0]]
             self.queued -= len(item[1])
-            return item
+            return tuple(item)
 
 
 def frames(watch, backlog, keepalive):
@@ -105,6 +118,9 @@ def _ending(watch):
             "answers 410: list again and watch from the list's position.",
         )
     elif watch.ended == SLOW:
+        # Where it got to, also past records it did not want: its resume goes on from
+        # there, not from its last event.
+        yield events.progress(str(watch.vector()))
         yield events.comment("this client reads too slowly: resume from the last id")
     elif watch.ended in (UNAVAILABLE, STOPPING):
         yield events.retry(RETRY_MS)
