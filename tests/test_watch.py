@@ -7,7 +7,6 @@ too many watches 503."""
 
 import collections
 import concurrent.futures
-import itertools
 import json
 import threading
 import time
@@ -119,7 +118,8 @@ class TestEvents:
         namespace is no slow reader."""
         watch = stream.Watch("kv", {0: 0, 1: 0}, prefix="a", buffer=4)
         for through in range(1, 50):
-            watch.offer(through % 2, [events.Event(0, through, "put", "zz", "1")], through)
+            unwanted = events.Event(through % 2, through, "put", "zz", "1")
+            watch.offer(through % 2, [unwanted], through)
         put = events.Event(0, 50, "put", "ab", "1")
         watch.offer(0, [put], 51)
         watch.offer(0, [], 52)  # after an event: queued after it, not merged into it
@@ -165,11 +165,16 @@ class TestBacklog:
     """What a watch reads itself below the hub's tail: every record once, or an end
     when the log lost some of them."""
 
-    def run(self, monkeypatch, offsets, upto, overflowing=False):
-        records = {0: [R(0, o, b"k", str(o).encode(), 0, ()) for o in offsets]}
+    @staticmethod
+    def reading(monkeypatch, records):
+        """The backlog reads `records` ({partition: [R]}) from memory."""
         monkeypatch.setattr(
             stream.log, "PartitionReader", lambda *a: FakeReader(records)
         )
+
+    def run(self, monkeypatch, offsets, upto, overflowing=False):
+        records = {0: [R(0, o, b"k", str(o).encode(), 0, ()) for o in offsets]}
+        self.reading(monkeypatch, records)
         watch = stream.Watch("kv", {0: 10}, buffer=1)
         store = conf.StoreSettings()
         ids = []
@@ -203,10 +208,8 @@ class TestBacklog:
     def test_a_slow_reader_is_told_how_far_it_got(self, monkeypatch):
         """Its last event may lie far behind records it did not want; resumed from
         there, it would read them all again."""
-        records = {0: [R(0, o, b"zz", b"1", 0, ()) for o in range(10, 14)]}
-        monkeypatch.setattr(
-            stream.log, "PartitionReader", lambda *a: FakeReader(records)
-        )
+        unwanted = [R(0, o, b"zz", b"1", 0, ()) for o in range(10, 14)]
+        self.reading(monkeypatch, {0: unwanted})
         watch = stream.Watch("kv", {0: 10}, prefix="a", buffer=1)
         wanted = [events.Event(0, o, "put", "a", "1") for o in (14, 15)]
         watch.offer(0, wanted, 16)  # the hub's, more than the queue holds

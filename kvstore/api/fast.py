@@ -26,8 +26,8 @@ from kvstore.api import auth, redirects
 from kvstore.api.handlers import MAX_HOPS, json_response
 from kvstore.api.renderers import ValueJSONRenderer
 from kvstore.conf import store_settings
-from kvstore.errors import NotOwner, StoreError
 from kvstore.entries import NO_WAIT, Wait
+from kvstore.errors import NotOwner, StoreError
 from kvstore.positions import HEADER as POSITION
 from kvstore.repository import get_repository
 

@@ -52,7 +52,6 @@ class Watch:
             idle = self.idle.get(partition)
             if idle is not None and not kept:
                 idle[2] = through  # nothing it wants in between: one item, not many
-                self.ready.notify()
                 return
             item = [partition, kept, through]
             self.items.append(item)
@@ -65,11 +64,18 @@ class Watch:
                 self.ended = SLOW
             self.ready.notify()
 
+    @property
+    def stopped(self):
+        """Whether it ended for a reason that stops its backlog too: any but SLOW. A
+        backlog cut off for SLOW would start again from the same place on every
+        resume, while writes go on: a watch that never gets anywhere."""
+        return self.ended not in (None, SLOW)
+
     def end(self, reason):
-        """End the watch for `reason`. Any reason replaces SLOW, the one ending its
-        backlog reads on after (_stopped): the client must hear of the other ones."""
+        """End the watch for `reason`, unless it is stopped already: any reason
+        replaces SLOW, as the client must hear of the other ones."""
         with self.ready:
-            if self.ended in (None, SLOW):
+            if not self.stopped:
                 self.ended = reason
             self.ready.notify()
 
@@ -137,7 +143,7 @@ def backlog(settings, watch, upto, partitions, decisions):
     try:
         for partition, offset in below.items():
             reader.seek(partition, offset)
-        while below and not _stopped(watch):
+        while below and not watch.stopped:
             for partition, records in reader.poll(200).items():
                 records = [r for r in records if r.offset < upto[partition]]
                 yield from _backlog_batch(
@@ -153,15 +159,8 @@ def backlog(settings, watch, upto, partitions, decisions):
         reader.close()
 
 
-def _stopped(watch):
-    """Whether the backlog must stop reading: not when the hub's events overflowed the
-    queue meanwhile (SLOW). A backlog cut off there would start again from the same
-    place on every resume, while writes go on: a watch that never gets anywhere."""
-    return watch.ended not in (None, SLOW)
-
-
 def _backlog_batch(watch, partition, records, partitions, decisions):
-    if not records or _stopped(watch):
+    if not records or watch.stopped:
         return
     if not events.follow(watch.next[partition], records):
         watch.end(GONE)  # compacted since the watch opened
