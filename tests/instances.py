@@ -255,6 +255,26 @@ def fast_answer(get):
     return seen[-1]
 
 
+def writing_fast(instance):
+    """PUT plain JSON until ten answers in a row came from workers whose fast path
+    writes (kvstore.api.fast): each worker does once Django has answered a PUT there.
+    Keys another instance owns (307) do not count."""
+    streak = []
+
+    def ten_fast():
+        answer = instance.api(
+            "PUT",
+            f"/api/kv/learn-{uuid.uuid4().hex[:12]}",
+            data="1",
+            headers={**instance.headers, "Content-Type": "application/json"},
+        )
+        if answer.status_code != 307:
+            streak.append(answer.headers["Server-Timing"].endswith(", fast"))
+        return streak[-10:] == [True] * 10
+
+    wait_for(ten_fast, 20, "every worker to write below Django", interval=0)
+
+
 def comparable(answer):
     """An answer's status, body and headers but for those that differ each time (its
     date and timing): what the fast path must share with Django's answer."""

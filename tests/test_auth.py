@@ -17,7 +17,13 @@ from kvstore import checks, conf, keys, log, topics
 from kvstore.client import Client, UntrustedRedirect
 from kvstore.partitioner import partition_for
 from tests.brokers import ROOT
-from tests.instances import PYTHON, Instance, environment, isolated_settings
+from tests.instances import (
+    PYTHON,
+    Instance,
+    environment,
+    isolated_settings,
+    writing_fast,
+)
 from tests.test_cluster import wait_stable
 
 PARTITIONS = 4
@@ -95,6 +101,8 @@ class TestRefusals:
         key = "guarded"
         owner, other = owner_and_other(cluster, key)
         assert owner.api("PUT", f"/api/kv/{key}", json=0).status_code == 201
+        for node in cluster:  # refused below Django too (kvstore.api.fast)
+            writing_fast(node)
         before = end_offsets(owner)
         attempts = [
             ("not_authenticated", {}),
@@ -120,6 +128,8 @@ class TestRefusals:
         key = "read-only"
         owner, other = owner_and_other(cluster, key)
         assert owner.api("PUT", f"/api/kv/{key}", json="v").status_code == 201
+        for node in cluster:
+            writing_fast(node)
         before = end_offsets(owner)
         for node in (owner, other):
             for answer in refused_writes(node, key, bearer(KEYS["read"])):

@@ -16,7 +16,7 @@ from kvstore import log, topics
 from kvstore.errors import WriteOutcomeUnknown
 from tests import rawlog
 from tests.brokers import ROOT, free_port
-from tests.instances import Instance, isolated_settings, wait_for
+from tests.instances import Instance, isolated_settings, wait_for, writing_fast
 
 
 def started_node(settings, directory, **fields):
@@ -55,27 +55,62 @@ def patient_node(kafka_bootstrap, tmp_path):
     instance.stop()
 
 
-def test_a_write_not_applied_in_time_is_202_with_its_version(node):
+def put_while_paused(node, path, **kwargs):
+    """A PUT answered while the consumer process is paused (SIGSTOP)."""
     node.consumer.send_signal(signal.SIGSTOP)
     try:
-        answer = node.api("PUT", "/api/kv/slow", json={"v": 1})
+        return node.api("PUT", path, **kwargs)
     finally:
         node.consumer.send_signal(signal.SIGCONT)
+
+
+def read_once_applied(node, path):
+    """The first 200 GET of `path`, once the consumer has applied the write."""
+    seen = []
+    wait_for(
+        lambda: seen.append(node.api("GET", path)) or seen[-1].ok,
+        20,
+        "the write to be applied",
+        node.consumer_log,
+        last=lambda: seen[-1].text,
+    )
+    return seen[-1]
+
+
+def test_a_write_not_applied_in_time_is_202_with_its_version(node):
+    answer = put_while_paused(node, "/api/kv/slow", json={"v": 1})
     assert answer.status_code == 202, answer.text
     body = answer.json()
     assert (
         body["code"] == "accepted_not_applied"
         and answer.headers["ETag"] == f'"{body["version"]}"'
     )
-    seen = []
-    wait_for(
-        lambda: seen.append(node.api("GET", "/api/kv/slow")) or seen[-1].ok,
-        20,
-        "the write to be applied",
-        node.consumer_log,
-        last=lambda: seen[-1].text,
+    assert (
+        read_once_applied(node, "/api/kv/slow").headers["ETag"]
+        == answer.headers["ETag"]
     )
-    assert node.api("GET", "/api/kv/slow").headers["ETag"] == answer.headers["ETag"]
+
+
+def test_a_fast_write_not_applied_in_time_is_django_s_202_written_once(node):
+    """A plain PUT is written below Django (kvstore.api.fast), which leaves a 202 to
+    Django to answer: with the version of the one record written, never a second."""
+    writing_fast(node)
+    settings = node.settings
+
+    def records():
+        with log.admin(settings) as admin:
+            offsets = admin.offsets(settings.topic("kv"), range(settings.partitions))
+        return sum(offsets.values())
+
+    before = records()
+    plain = {"data": '{"v": 2}', "headers": {"Content-Type": "application/json"}}
+    answer = put_while_paused(node, "/api/kv/slow-fast", **plain)
+    assert answer.status_code == 202, answer.text
+    assert answer.headers["Server-Timing"].endswith(", fast")
+    assert answer.json()["code"] == "accepted_not_applied"
+    assert records() - before == 1
+    read = read_once_applied(node, "/api/kv/slow-fast")
+    assert read.headers["ETag"] == answer.headers["ETag"] and read.json() == {"v": 2}
 
 
 def test_a_fenced_member_joins_again_and_serves(node):

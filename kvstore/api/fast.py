@@ -1,6 +1,6 @@
 """The fast path, below Django: a plain JSON GET of one key is answered straight from
-the cache when this instance serves it, or with the 307 to the instance that does, with
-exactly the answer Django would give.
+the cache when this instance serves it, or with the 307 to the instance that does, and a
+plain JSON PUT of one key is written, each with exactly the answer Django would give.
 
 A GET by key is the store's commonest request, and Django's request handling, its
 middleware and DRF's view machinery cost most of its time (docs/PROFILES.md). This WSGI
@@ -9,25 +9,39 @@ query string other than a redirect's hop count, an Accept other than JSON, a
 conditional or waiting read (a `Kvstore-Min-Position` the cache does not reflect yet,
 or any to a non-owner), a key that needs percent-decoding, an error, auth that would
 refuse. Which headers an answer carries is not written down here but learned
-from Django's own 200 (or 307) for the same namespace, host and scheme, so whatever the
+from Django's own 200 (201, 307) for the same namespace, host and scheme, so whatever the
 project's middleware adds (security headers, HSTS, Vary, Allow) stays identical; only
 the headers that vary per answer (OWN) are the fast path's own.
+
+A PUT is plain when it is a namespace's own (its view keeps NamespaceViewSet's write
+hooks), with a JSON body the store's parser takes, no precondition, idempotency key or
+position, and only after Django has answered a PUT 200 or 201 for the same namespace,
+host and scheme (so that host is one Django answers). A PUT for a key another instance
+owns goes to Django before anything is written (for its 307). Otherwise it is written
+once, whatever the outcome: one the fast path has not learned to answer (a 202, any
+error) goes on to Django with the attempt in the environ (ATTEMPT), and the view
+answers with that outcome instead of writing (`attempted`). Those answers, like the
+fast path's own, end their `Server-Timing` in "fast".
 """
 
+import dataclasses
+import inspect
+import io
 import re
 import threading
 import time
 
+from django.conf import settings as django_settings
 from django.urls import resolve
 from rest_framework.exceptions import APIException
 
-from kvstore import keys, metrics, positions, timing
+from kvstore import keys, metrics, positions, routing, timing, values
 from kvstore.api import auth, redirects
 from kvstore.api.handlers import MAX_HOPS, json_response
 from kvstore.api.renderers import ValueJSONRenderer
 from kvstore.conf import store_settings
 from kvstore.entries import NO_WAIT, Wait
-from kvstore.errors import NotOwner, StoreError
+from kvstore.errors import InvalidKey, NotOwner, StoreError
 from kvstore.positions import HEADER as POSITION
 from kvstore.repository import get_repository
 
@@ -51,41 +65,66 @@ OWN = (
     "x-kvstore-partition",
     "x-kvstore-owner",
     "content-type",
+    "idempotent-replayed",
 )
 # A read-your-writes GET (the routing client sends one with every read) is plain too
 # when the cache reflects the position already.
 MIN_POSITION = "HTTP_" + positions.MIN_HEADER.upper().replace("-", "_")
 HOPS = re.compile(r"_hop=([0-9]{1,4})")  # a redirect's only parameter, as it sends it
-OK, REDIRECT = "200 OK", "307 Temporary Redirect"
+OK, CREATED, REDIRECT = "200 OK", "201 Created", "307 Temporary Redirect"
+# Headers whose presence makes a PUT more than plain: conditional, idempotent, waiting,
+# or one the middleware refuses.
+WRITE_NOT_PLAIN = NOT_PLAIN + (
+    "HTTP_IF_MATCH",
+    "HTTP_IDEMPOTENCY_KEY",
+    MIN_POSITION,
+)
+# The environ key of a write the fast path made and left Django to answer: a client's
+# headers all arrive as HTTP_*, so no request can carry one.
+ATTEMPT = "kvstore.fast.attempt"
+# The write hooks a plain PUT's view must keep (kvstore.api.views.NamespaceViewSet's).
+WRITE_HOOKS = ("update", "to_value", "merge", "write_condition")
 
 
 class FastPath:
     """WSGI middleware: `application = FastPath(get_wsgi_application())`."""
 
-    def __init__(self, django):
+    def __init__(self, django, writes=True):
+        """`writes=False` leaves every PUT to Django (for a project whose own
+        middleware may refuse a write that Django answered before)."""
         self.django = django
+        self._methods = {
+            "GET": NOT_PLAIN,
+            **({"PUT": WRITE_NOT_PLAIN} if writes else {}),
+        }
         self._item = None
-        self._learned = {}  # (namespace, host, scheme, proto) -> _Template
+        self._learned = {}  # (_context, method, status line) -> _Template
         self._lock = threading.Lock()
 
     def __call__(self, environ, start_response):
-        plain = self._plain(environ)
+        method = environ["REQUEST_METHOD"]
+        not_plain = self._methods.get(method)
+        plain = None if not_plain is None else self._plain(environ, not_plain)
         if plain is None:
             return self.django(environ, start_response)
         namespace, key, hops = plain
         context = _context(environ, namespace)
-        answer = self._answer(environ, namespace, key, context, hops)
+        if method == "PUT":
+            answer = self._write(environ, namespace, key, context)
+        else:
+            answer = self._answer(environ, namespace, key, context, hops)
         if answer is None:  # Django's, which teaches what it has not learned yet
             return self._learn(environ, start_response, context)
         status, headers, body = answer
         start_response(status, headers)
         return [body]
 
-    def _plain(self, environ):
-        """(namespace, key, hops taken) of a plain JSON GET of one key, else None."""
+    def _plain(self, environ, not_plain):
+        """(namespace, key, hops taken) of a plain JSON request for one key, else
+        None."""
         query = environ.get("QUERY_STRING", "")
         hops = HOPS.fullmatch(query) if query else None
-        if environ["REQUEST_METHOD"] != "GET" or (query and hops is None):
+        if query and hops is None:
             return None
         raw = environ.get("RAW_URI", "")
         # Only a path that needs no decoding: then PATH_INFO is the key as sent.
@@ -93,7 +132,7 @@ class FastPath:
             return None
         if environ.get("HTTP_ACCEPT", "") not in PLAIN_ACCEPT:
             return None
-        if any(name in environ for name in NOT_PLAIN):
+        if any(name in environ for name in not_plain):
             return None
         match = self._pattern().match(environ.get("PATH_INFO", ""))
         if match is None:
@@ -119,10 +158,11 @@ class FastPath:
 
         body = self.django(environ, capture)
         status = seen.get("status", "")
-        if status in (OK, REDIRECT) and (context, status) not in self._learned:
+        learned = (context, environ["REQUEST_METHOD"], status)
+        if status in (OK, CREATED, REDIRECT) and learned not in self._learned:
             template = _Template(seen["headers"], _viewset(environ["PATH_INFO"]))
             with self._lock:
-                self._learned.setdefault((context, status), template)
+                self._learned.setdefault(learned, template)
         return body
 
     def _answer(self, environ, namespace, key, context, hops):
@@ -132,22 +172,24 @@ class FastPath:
         metrics.IN_PROGRESS.inc()
         at_least = environ.get(MIN_POSITION)
         try:
-            if not _may_read(environ):
+            if not _may(environ, keys.READ):
                 return None
             wait = NO_WAIT if at_least is None else _reached(at_least, namespace)
             read = get_repository().get(namespace, key, wait=wait)
         except NotOwner as moved:
-            redirect = self._learned.get((context, REDIRECT))
+            redirect = self._learned.get((context, "GET", REDIRECT))
             if redirect is None or hops >= MAX_HOPS or at_least is not None:
                 return None  # Django answers (and shows how), or ends the loop
             answer = _redirect(environ, moved, hops, redirect)
-            return self._timed(answer, namespace, 307, "not_owner", phases, started)
+            return self._timed(
+                answer, namespace, "GET", 307, "not_owner", phases, started
+            )
         except (StoreError, positions.PositionInvalid):
             return None  # not found, not now, not yet there: Django says which
         finally:
             metrics.IN_PROGRESS.dec()
             timing.end()
-        template = self._learned.get((context, OK))
+        template = self._learned.get((context, "GET", OK))
         if template is None:
             return None
         body = template.render(read.entry)
@@ -157,10 +199,50 @@ class FastPath:
             (POSITION, str(read.position)),
         ]
         answer = (OK, headers, body)
-        return self._timed(answer, namespace, 200, "", phases, started)
+        return self._timed(answer, namespace, "GET", 200, "", phases, started)
+
+    def _write(self, environ, namespace, key, context):
+        """(status, headers, body) of a plain PUT's 200 or 201 once written, or None
+        for Django: to refuse it, or (with ATTEMPT set) to answer the write's outcome.
+        """
+        learned = [self._learned.get((context, "PUT", s)) for s in (OK, CREATED)]
+        if learned == [None, None] or not _writable(namespace, environ["PATH_INFO"]):
+            return None  # until Django has answered a PUT here, this host is unproven
+        value = _body_value(environ)
+        if value is _REFUSED or not _valid(key) or not _may(environ, keys.WRITE):
+            return None  # Django says why
+        started = time.perf_counter()
+        phases = timing.begin()
+        metrics.IN_PROGRESS.inc()
+        try:
+            result = get_repository().put(namespace, key, value)
+        except NotOwner:
+            return None  # routed before anything was written: Django answers the 307
+        except Exception as error:  # whatever it was, it is Django's to answer
+            environ[ATTEMPT] = Attempt(namespace, key, None, error, phases, started)
+            return None
+        finally:
+            metrics.IN_PROGRESS.dec()
+            timing.end()
+        template = learned[1] if result.created else learned[0]
+        if template is None or not result.applied:
+            environ[ATTEMPT] = Attempt(namespace, key, result, None, phases, started)
+            return None
+        version = result.version
+        position = positions.single(namespace, version.partition, version.offset)
+        headers = template.headers + [
+            ("Content-Type", "application/json"),
+            ("ETag", version.etag),
+            (POSITION, str(position)),
+        ]
+        status = CREATED if result.created else OK
+        answer = (status, headers, template.render(result.entry))
+        return self._timed(
+            answer, namespace, "PUT", int(status[:3]), "", phases, started
+        )
 
     @staticmethod
-    def _timed(answer, namespace, status, code, phases, started):
+    def _timed(answer, namespace, method, status, code, phases, started):
         """The answer with its Content-Length and Server-Timing, counted."""
         total = time.perf_counter() - started
         status_line, headers, body = answer
@@ -169,7 +251,7 @@ class FastPath:
             # "fast" tells a client (and the tests) which path answered.
             ("Server-Timing", timing.header(phases, total) + ", fast"),
         ]
-        metrics.record(namespace, "GET", status, code, phases, total)
+        metrics.record(namespace, method, status, code, phases, total)
         return status_line, headers, body
 
 
@@ -208,6 +290,9 @@ def _context(environ, namespace):
         environ.get("HTTP_HOST"),
         environ.get("wsgi.url_scheme"),
         environ.get("HTTP_X_FORWARDED_PROTO"),
+        # What Django's host check reads instead when a project trusts proxies.
+        environ.get("HTTP_X_FORWARDED_HOST"),
+        environ.get("HTTP_X_FORWARDED_PORT"),
     )
 
 
@@ -229,8 +314,8 @@ def _reached(text, namespace):
     return Wait(at_least=positions.parse(text, namespace), seconds=0)
 
 
-def _may_read(environ):
-    """Whether the caller may read (always, with KVSTORE_AUTH=off); a refusal is
+def _may(environ, need):
+    """Whether the caller may do `need` (always, with KVSTORE_AUTH=off); a refusal is
     Django's to answer, with its challenge."""
     settings = store_settings()
     if not settings.auth_required:
@@ -239,4 +324,83 @@ def _may_read(environ):
         principal = auth.identify(_Meta(environ), settings)
     except APIException:  # an unreadable or unknown key: Django answers 401
         return False
-    return principal is not None and principal.may(keys.READ)
+    return principal is not None and principal.may(need)
+
+
+@dataclasses.dataclass
+class Attempt:
+    """A write the fast path made, for Django to answer: its WriteResult or the error
+    it raised, with the request's time so far."""
+
+    namespace: str
+    key: str
+    result: object
+    error: BaseException
+    phases: dict
+    started: float
+
+    def outcome(self):
+        """The WriteResult; raises the write's error."""
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def attempted(request, namespace, key):
+    """The fast path's Attempt at this PUT, or None when it made none."""
+    attempt = request.META.get(ATTEMPT)
+    if attempt is None or request.method != "PUT":
+        return None
+    if (attempt.namespace, attempt.key) != (namespace, key):
+        raise RuntimeError("a fast-path write reached another view")  # never
+    return attempt
+
+
+_REFUSED = object()
+
+
+def _body_value(environ):
+    """The value a plain PUT's body holds, or _REFUSED for a body the store's parser
+    (kvstore.api.parsers) would refuse or that is not plain; Django reads the body
+    again, from the copy left in the environ, to answer."""
+    if environ.get("CONTENT_TYPE") != "application/json":
+        return _REFUSED
+    length = environ.get("CONTENT_LENGTH") or ""
+    limit = django_settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    if not length.isdigit() or (limit is not None and int(length) > limit):
+        return _REFUSED
+    body = environ["wsgi.input"].read(int(length))
+    environ["wsgi.input"] = io.BytesIO(body)
+    if not body or len(body) != int(length):
+        return _REFUSED
+    try:
+        return values.loads(body.decode(django_settings.DEFAULT_CHARSET))
+    except ValueError:  # not JSON, not text, or a value the store refuses
+        return _REFUSED
+
+
+_writable_views = {}
+
+
+def _writable(namespace, path):
+    """Whether the namespace's view writes as NamespaceViewSet does (a project's own
+    view may validate or merge its values: Django runs those)."""
+    from kvstore.api.views import NamespaceViewSet
+
+    if namespace not in _writable_views:
+        viewset = _viewset(path)
+        # unwrap: drf-spectacular's schema decorators wrap inherited methods.
+        _writable_views[namespace] = all(
+            inspect.unwrap(getattr(viewset, hook))
+            is inspect.unwrap(getattr(NamespaceViewSet, hook))
+            for hook in WRITE_HOOKS
+        )
+    return _writable_views[namespace]
+
+
+def _valid(key):
+    try:
+        routing.validate_key(key)
+    except InvalidKey:
+        return False
+    return True

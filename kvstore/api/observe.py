@@ -1,12 +1,14 @@
 """Watching every answer, outermost of the middleware: how long it took and where the
 time went (`Server-Timing`: route, cache, produce, apply_wait, peers, total, in
 milliseconds), and the request and write-latency metrics (kvstore.metrics). 307s from
-the routing middleware, errors and static files pass through here too."""
+the routing middleware, errors and static files pass through here too, and so do the
+outcomes of writes the fast path made but left to Django to answer (kvstore.api.fast),
+with the time they took there."""
 
 import time
 
 from kvstore import metrics, timing
-from kvstore.api import redirects
+from kvstore.api import fast, redirects
 from kvstore.conf import store_settings
 
 
@@ -17,6 +19,10 @@ class ObserveMiddleware:
     def __call__(self, request):
         started = time.perf_counter()
         phases = timing.begin()
+        attempt = request.META.get(fast.ATTEMPT)
+        if attempt is not None:  # a write made below Django: its time counts too
+            started = attempt.started
+            phases.update(attempt.phases)
         metrics.IN_PROGRESS.inc()
         try:
             response = self.get_response(request)
@@ -24,7 +30,9 @@ class ObserveMiddleware:
             metrics.IN_PROGRESS.dec()
             timing.end()
         total = time.perf_counter() - started
-        response["Server-Timing"] = timing.header(phases, total)
+        # ", fast" as on the fast path's own answers: it made this write.
+        fast_write = ", fast" if attempt is not None else ""
+        response["Server-Timing"] = timing.header(phases, total) + fast_write
         code = getattr(response, "error_code", "")
         namespace = self._namespace(request.path_info)
         metrics.record(
