@@ -1,6 +1,6 @@
 """WSGI entry point: `gunicorn config.wsgi`. The store's fast path answers plain
-JSON GETs of one key below Django, with the answer Django would give
-(kvstore.api.fast); everything else is Django's."""
+JSON GETs of one key and writes plain JSON PUTs of one key below Django, with the answer
+Django would give (kvstore.api.fast); everything else is Django's."""
 
 import os
 
