@@ -544,19 +544,31 @@ class TestFastPath:
         if answer.status_code >= 400:
             assert end_offsets(instance, "kv") == before  # refused: nothing written
 
-    def test_a_project_view_s_put_is_django_s(self, instance):
-        """A namespace whose view validates its values (users) writes through it."""
-        writing_fast(instance)
+    def test_users_are_written_through_the_view_s_own_hooks(self, instance):
+        """users validates through its serializer and merges nothing on PUT; its view
+        says the fast path may run those hooks (`fast_writes`)."""
         made = instance.api(
             "POST", "/api/users/", json={"name": "Gil", "email": "gil@example.com"}
         ).json()
-        for _ in range(6):
-            answer = self.put(
-                instance,
-                f"/api/users/{made['id']}",
-                {"name": "Gil", "email": "g@x.org"},
-            )
-            assert answer.status_code == 200 and not self.fast(answer)
+        path = f"/api/users/{made['id']}"
+        value = {"name": "Gil", "email": "g@example.org", "id": "ignored"}
+        answer = fast_answer(lambda: self.put(instance, path, value))
+        django = self.put(instance, path, value, self.DJANGO_PUT)
+        assert not self.fast(django)
+        assert self.mine(answer) == self.mine(django)
+        assert answer.json() == {
+            "id": made["id"],
+            "name": "Gil",
+            "email": "g@example.org",
+        }
+        before = end_offsets(instance, "users")
+        for bad in ({"name": "Gil", "email": "not an address"}, {"name": "Gil"}):
+            refused = self.put(instance, path, bad)
+            assert refused.status_code == 400 and not self.fast(refused)
+            assert refused.json()["code"] == "invalid"
+        missing = self.put(instance, f"/api/users/{unique('nobody')}", value)
+        assert missing.status_code == 404  # PUT changes a user, never creates one
+        assert end_offsets(instance, "users") == before
 
     def test_an_outcome_it_cannot_answer_is_django_s_answer_written_once(
         self, instance
@@ -620,3 +632,27 @@ class TestFastPath:
         answers = [instance.api("GET", f"/api/kv/{key}") for _ in range(5)]
         assert all(self.fast(answer) for answer in answers)
         assert served() - before == 5
+
+
+def test_only_views_whose_hooks_it_may_run_are_written_below_django():
+    from kvstore.api.fast import writes_below_django
+    from kvstore.api.views import KeyValueViewSet, NamespaceViewSet
+    from users.views import UserViewSet
+
+    class ReadsTheUser(NamespaceViewSet):
+        def to_value(self, request, partial=False):
+            return {"by": str(request.user), **request.data}
+
+    class SaysItDoesNot(ReadsTheUser):
+        fast_writes = True
+
+    class WritesItself(NamespaceViewSet):
+        fast_writes = True
+
+        def update(self, request, key, partial=False):
+            raise NotImplementedError
+
+    assert writes_below_django(KeyValueViewSet) and writes_below_django(UserViewSet)
+    assert not writes_below_django(ReadsTheUser)
+    assert writes_below_django(SaysItDoesNot)  # its author's word
+    assert not writes_below_django(WritesItself)

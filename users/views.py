@@ -33,6 +33,7 @@ class UserViewSet(NamespaceViewSet):
     lookup_field = "key"
     serializer_class = UserSerializer
     http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
+    fast_writes = True  # the hooks below read only the request's body and data
 
     def get_serializer(self, *args, **kwargs):
         return UserSerializer(*args, **kwargs)

@@ -13,9 +13,9 @@ from Django's own 200 (201, 307) for the same namespace, host and scheme, so wha
 project's middleware adds (security headers, HSTS, Vary, Allow) stays identical; only
 the headers that vary per answer (OWN) are the fast path's own.
 
-A PUT is plain when it is a namespace's own (its view keeps NamespaceViewSet's write
-hooks), with a JSON body the store's parser takes, no precondition, idempotency key or
-position, and only after Django has answered a PUT 200 or 201 for the same namespace,
+A PUT is plain when its view keeps NamespaceViewSet's `update` and the fast path may run
+its write hooks (`_writer`), with a JSON body the store's parser and the view's
+`to_value` take, no precondition, idempotency key or position, and only after Django has answered a PUT 200 or 201 for the same namespace,
 host and scheme (so that host is one Django answers). A PUT for a key another instance
 owns goes to Django before anything is written (for its 307). Otherwise it is written
 once, whatever the outcome: one the fast path has not learned to answer (a 202, any
@@ -40,7 +40,7 @@ from kvstore.api import auth, redirects
 from kvstore.api.handlers import MAX_HOPS, json_response
 from kvstore.api.renderers import ValueJSONRenderer
 from kvstore.conf import store_settings
-from kvstore.entries import NO_WAIT, Wait
+from kvstore.entries import NO_WAIT, Condition, Wait
 from kvstore.errors import InvalidKey, NotOwner, StoreError
 from kvstore.positions import HEADER as POSITION
 from kvstore.repository import get_repository
@@ -82,8 +82,8 @@ WRITE_NOT_PLAIN = NOT_PLAIN + (
 # The environ key of a write the fast path made and left Django to answer: a client's
 # headers all arrive as HTTP_*, so no request can carry one.
 ATTEMPT = "kvstore.fast.attempt"
-# The write hooks a plain PUT's view must keep (kvstore.api.views.NamespaceViewSet's).
-WRITE_HOOKS = ("update", "to_value", "merge", "write_condition")
+# The write hooks of kvstore.api.views.NamespaceViewSet that the fast path runs itself.
+WRITE_HOOKS = ("to_value", "merge", "write_condition")
 
 
 class FastPath:
@@ -206,16 +206,25 @@ class FastPath:
         for Django: to refuse it, or (with ATTEMPT set) to answer the write's outcome.
         """
         learned = [self._learned.get((context, "PUT", s)) for s in (OK, CREATED)]
-        if learned == [None, None] or not _writable(namespace, environ["PATH_INFO"]):
+        viewset = _writer(namespace, environ["PATH_INFO"])
+        if learned == [None, None] or viewset is None:
             return None  # until Django has answered a PUT here, this host is unproven
-        value = _body_value(environ)
-        if value is _REFUSED or not _valid(key) or not _may(environ, keys.WRITE):
+        if not _valid(key) or not _may(environ, keys.WRITE):
             return None  # Django says why
+        view = viewset()
+        value = _value(environ, view)
+        if value is _REFUSED:
+            return None
         started = time.perf_counter()
         phases = timing.begin()
         metrics.IN_PROGRESS.inc()
         try:
-            result = get_repository().put(namespace, key, value)
+            result = get_repository().put(
+                namespace,
+                key,
+                lambda current: view.merge(current, value, False),
+                view.write_condition(Condition(), False),
+            )
         except NotOwner:
             return None  # routed before anything was written: Django answers the 307
         except Exception as error:  # whatever it was, it is Django's to answer
@@ -359,10 +368,18 @@ def attempted(request, namespace, key):
 _REFUSED = object()
 
 
-def _body_value(environ):
-    """The value a plain PUT's body holds, or _REFUSED for a body the store's parser
-    (kvstore.api.parsers) would refuse or that is not plain; Django reads the body
-    again, from the copy left in the environ, to answer."""
+class _Body:
+    """What a view's `to_value` hook reads of a plain PUT: its body, and the JSON value
+    the store's parser (kvstore.api.parsers) makes of it."""
+
+    def __init__(self, body, data):
+        self.body, self.data = body, data
+
+
+def _value(environ, view):
+    """The value `view` would write for a plain PUT (its `to_value` of the body), or
+    _REFUSED for a body it or the store's parser would refuse, or that is not plain;
+    Django reads the body again, from the copy left in the environ, to answer."""
     if environ.get("CONTENT_TYPE") != "application/json":
         return _REFUSED
     length = environ.get("CONTENT_LENGTH") or ""
@@ -371,31 +388,40 @@ def _body_value(environ):
         return _REFUSED
     body = environ["wsgi.input"].read(int(length))
     environ["wsgi.input"] = io.BytesIO(body)
-    if not body or len(body) != int(length):
+    if len(body) != int(length):
         return _REFUSED
     try:
-        return values.loads(body.decode(django_settings.DEFAULT_CHARSET))
-    except ValueError:  # not JSON, not text, or a value the store refuses
+        data = values.loads(body.decode(django_settings.DEFAULT_CHARSET))
+        return view.to_value(_Body(body, data), partial=False)
+    except (ValueError, APIException):  # not JSON, not text, refused, or invalid
         return _REFUSED
 
 
-_writable_views = {}
+_writers = {}
 
 
-def _writable(namespace, path):
-    """Whether the namespace's view writes as NamespaceViewSet does (a project's own
-    view may validate or merge its values: Django runs those)."""
+def _writer(namespace, path):
+    """The namespace's view class when the fast path may write its plain PUTs, else
+    None."""
+    if namespace not in _writers:
+        viewset = _viewset(path)
+        _writers[namespace] = viewset if writes_below_django(viewset) else None
+    return _writers[namespace]
+
+
+def writes_below_django(viewset):
+    """Whether the fast path may write a view's plain PUTs through its hooks: it must
+    keep NamespaceViewSet's `update`, and either its write hooks too or say that they
+    read nothing of a request but its body and data (`fast_writes`)."""
     from kvstore.api.views import NamespaceViewSet
 
-    if namespace not in _writable_views:
-        viewset = _viewset(path)
+    def stock(hook):
         # unwrap: drf-spectacular's schema decorators wrap inherited methods.
-        _writable_views[namespace] = all(
-            inspect.unwrap(getattr(viewset, hook))
-            is inspect.unwrap(getattr(NamespaceViewSet, hook))
-            for hook in WRITE_HOOKS
-        )
-    return _writable_views[namespace]
+        ours = inspect.unwrap(getattr(NamespaceViewSet, hook))
+        return inspect.unwrap(getattr(viewset, hook)) is ours
+
+    hooks = viewset.fast_writes or all(map(stock, WRITE_HOOKS))
+    return stock("update") and hooks
 
 
 def _valid(key):

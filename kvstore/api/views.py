@@ -88,6 +88,10 @@ class NamespaceViewSet(viewsets.ViewSet):
     namespace = None
     lookup_field = "key"
     lookup_value_regex = "[^/]+"
+    # Whether the fast path (kvstore.api.fast) may write plain PUTs through this view's
+    # own write hooks: set it when they read nothing of the request but `body` and
+    # `data`. Views that keep this class's hooks are written there anyway.
+    fast_writes = False
 
     @property
     def repository(self):
