@@ -2,12 +2,14 @@
 the hot paths (bench/run is the full, recorded benchmark).
 
     .venv/bin/python bench/quick.py [--modes getkv,putkv,putkv1] [--seconds 8]
-        [--rounds 2] [--workers 3] [--threads 4] [--profile DIR]
+        [--rounds 2] [--workers 3] [--threads 4] [--profile DIR] [--cpu]
 
 Starts a broker (bin/kafka-local), one instance over 20,000 imported kv records and
 runs wrk (bench/load.lua) in each mode, 16 connections (a mode ending in 1: one).
 --profile records the web workers with py-spy (`pip install py-spy`, GIL samples
-only) during one run of the first mode, as collapsed stacks in DIR.
+only) during one run of the first mode, as collapsed stacks in DIR. --cpu adds to each
+figure the CPU time per request of the web workers, the consumer and the broker (from
+/proc), which varies less between runs than the rate does.
 """
 
 import argparse
@@ -58,6 +60,7 @@ def main():
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--profile", type=Path)
+    parser.add_argument("--cpu", action="store_true")
     args = parser.parse_args()
     with LocalKafka(nodes=1) as kafka, tempfile.TemporaryDirectory() as tmp:
         node = start(kafka.bootstrap, Path(tmp), args)
@@ -67,7 +70,7 @@ def main():
                 profile(node, args)
             for _ in range(args.rounds):
                 for mode in args.modes.split(","):
-                    measure(node, mode, args.seconds)
+                    measure(node, mode, args.seconds, args.cpu)
         finally:
             node.stop()
 
@@ -95,14 +98,48 @@ def start(bootstrap, tmp, args):
     return node
 
 
-def measure(node, mode, seconds):
+def measure(node, mode, seconds, cpu=False):
     connections = 1 if mode.endswith("1") else 16
+    groups = _process_groups(node) if cpu else {}
+    before = _cpu_seconds(groups)
     figures = wrk(node.url, [mode.rstrip("1"), str(RECORDS)], connections, seconds)
+    spent = _cpu_seconds(groups)
+    requests = max(figures["rps"] * seconds, 1)
+    per_request = ", ".join(
+        f"{name} {(spent[name] - before[name]) * 1000 / requests:.3f}" for name in spent
+    )
     print(
         f"{mode:8} {figures['rps']:8.0f} req/s  p50 {figures['p50_ms']:.2f} ms  "
-        f"p99 {figures['p99_ms']:.2f} ms  non-2xx {figures['non2xx']:.0f}",
+        f"p99 {figures['p99_ms']:.2f} ms  non-2xx {figures['non2xx']:.0f}"
+        + (f"  CPU ms per request: {per_request}" if cpu else ""),
         flush=True,
     )
+
+
+def _process_groups(node):
+    """{name: pids} of the web workers, the consumer and the broker."""
+
+    def pids(*argv):
+        found = subprocess.run(argv, capture_output=True, text=True).stdout.split()
+        return [int(pid) for pid in found]
+
+    return {
+        "web": pids("pgrep", "-P", str(node.web.pid)),
+        "consumer": [node.consumer.pid],
+        "broker": pids("pgrep", "-f", "kafka.Kafka .*/kvstore-kafka-"),
+    }
+
+
+def _cpu_seconds(groups):
+    """{name: user + system CPU seconds of its processes so far}."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def seconds(pid):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = stat[stat.rfind(")") + 2 :].split()
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    return {name: sum(map(seconds, pids)) for name, pids in groups.items()}
 
 
 def profile(node, args):
