@@ -166,6 +166,18 @@ def test_a_dead_consumer_means_503_not_stale_answers(node):
     assert node.api("GET", "/api/kv/k").json() == 1
 
 
+def all_stopped(pid):
+    """Whether every thread of process `pid` is stopped (by SIGSTOP)."""
+    states = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except FileNotFoundError:  # a thread that ended meanwhile
+            continue
+        states.append(stat[stat.rfind(")") + 2])
+    return bool(states) and all(state in "tT" for state in states)
+
+
 class OwnBroker:
     """A broker of this test's own (bin/kafka-local on free ports) that the test may
     stop and start."""
@@ -366,6 +378,9 @@ def test_a_producer_stuck_after_a_stall_is_detected(tmp_path):
             assert not producer.stuck()
             os.kill(pid, signal.SIGSTOP)
             try:
+                # Every thread of the JVM stopped before the write is sent (this test
+                # once saw the write acknowledged: a stop still under way, or no stop).
+                wait_for(lambda: all_stopped(pid), 10, f"broker {pid} to stop")
                 with pytest.raises(WriteOutcomeUnknown):
                     producer.send(topic, 0, b"k", b"2")
                 time.sleep(1)
