@@ -16,6 +16,7 @@ from kvstore import log, topics
 from kvstore.errors import WriteOutcomeUnknown
 from tests import rawlog
 from tests.brokers import ROOT, free_port
+from tests.test_api import end_offsets
 from tests.instances import Instance, isolated_settings, wait_for, writing_fast
 
 
@@ -95,12 +96,9 @@ def test_a_fast_write_not_applied_in_time_is_django_s_202_written_once(node):
     """A plain PUT is written below Django (kvstore.api.fast), which leaves a 202 to
     Django to answer: with the version of the one record written, never a second."""
     writing_fast(node)
-    settings = node.settings
 
     def records():
-        with log.admin(settings) as admin:
-            offsets = admin.offsets(settings.topic("kv"), range(settings.partitions))
-        return sum(offsets.values())
+        return sum(end_offsets(node, "kv").values())
 
     before = records()
     plain = {"data": '{"v": 2}', "headers": {"Content-Type": "application/json"}}

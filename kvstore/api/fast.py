@@ -15,8 +15,9 @@ the headers that vary per answer (OWN) are the fast path's own.
 
 A PUT is plain when its view keeps NamespaceViewSet's `update` and the fast path may run
 its write hooks (`_writer`), with a JSON body the store's parser and the view's
-`to_value` take, no precondition, idempotency key or position, and only after Django has answered a PUT 200 or 201 for the same namespace,
-host and scheme (so that host is one Django answers). A PUT for a key another instance
+`to_value` take, no precondition, idempotency key or position, and only after Django has
+answered a PUT 200 or 201 for the same namespace, host and scheme (so that host is one
+Django answers). A PUT for a key another instance
 owns goes to Django before anything is written (for its 307). Otherwise it is written
 once, whatever the outcome: one the fast path has not learned to answer (a 202, any
 error) goes on to Django with the attempt in the environ (ATTEMPT), and the view
@@ -35,9 +36,10 @@ from django.conf import settings as django_settings
 from django.urls import resolve
 from rest_framework.exceptions import APIException
 
-from kvstore import keys, metrics, positions, routing, timing, values
+from kvstore import keys, metrics, positions, routing, timing
 from kvstore.api import auth, redirects
 from kvstore.api.handlers import MAX_HOPS, json_response
+from kvstore.api.parsers import StoreJSONParser
 from kvstore.api.renderers import ValueJSONRenderer
 from kvstore.conf import store_settings
 from kvstore.entries import NO_WAIT, Condition, Wait
@@ -192,13 +194,8 @@ class FastPath:
         template = self._learned.get((context, "GET", OK))
         if template is None:
             return None
-        body = template.render(read.entry)
-        headers = template.headers + [
-            ("Content-Type", "application/json"),
-            ("ETag", read.entry.version.etag),
-            (POSITION, str(read.position)),
-        ]
-        answer = (OK, headers, body)
+        etag = read.entry.version.etag
+        answer = template.answer(OK, read.entry, etag, read.position)
         return self._timed(answer, namespace, "GET", 200, "", phases, started)
 
     def _write(self, environ, namespace, key, context):
@@ -239,13 +236,8 @@ class FastPath:
             return None
         version = result.version
         position = positions.single(namespace, version.partition, version.offset)
-        headers = template.headers + [
-            ("Content-Type", "application/json"),
-            ("ETag", version.etag),
-            (POSITION, str(position)),
-        ]
         status = CREATED if result.created else OK
-        answer = (status, headers, template.render(result.entry))
+        answer = template.answer(status, result.entry, version.etag, position)
         return self._timed(
             answer, namespace, "PUT", int(status[:3]), "", phases, started
         )
@@ -279,6 +271,15 @@ class _Template:
         return self._renderer.render(
             self.represent(entry), "application/json", self._context
         )
+
+    def answer(self, status, entry, etag, position):
+        """(status, headers, body) of a 200 or 201 that carries `entry`."""
+        headers = self.headers + [
+            ("Content-Type", "application/json"),
+            ("ETag", etag),
+            (POSITION, str(position)),
+        ]
+        return status, headers, self.render(entry)
 
 
 def _redirect(environ, moved, hops, template):
@@ -366,6 +367,7 @@ def attempted(request, namespace, key):
 
 
 _REFUSED = object()
+_PARSER = StoreJSONParser()
 
 
 class _Body:
@@ -377,9 +379,10 @@ class _Body:
 
 
 def _value(environ, view):
-    """The value `view` would write for a plain PUT (its `to_value` of the body), or
-    _REFUSED for a body it or the store's parser would refuse, or that is not plain;
-    Django reads the body again, from the copy left in the environ, to answer."""
+    """The value `view` would write for a plain PUT (its `to_value` of the body, as the
+    store's parser reads it), or _REFUSED for a body either would refuse, or that is
+    not plain; Django reads the body again, from the copy left in the environ, to
+    answer."""
     if environ.get("CONTENT_TYPE") != "application/json":
         return _REFUSED
     length = environ.get("CONTENT_LENGTH") or ""
@@ -391,9 +394,9 @@ def _value(environ, view):
     if len(body) != int(length):
         return _REFUSED
     try:
-        data = values.loads(body.decode(django_settings.DEFAULT_CHARSET))
+        data = _PARSER.parse(io.BytesIO(body), "application/json", {})
         return view.to_value(_Body(body, data), partial=False)
-    except (ValueError, APIException):  # not JSON, not text, refused, or invalid
+    except APIException:  # not JSON, not text, a value refused, or invalid
         return _REFUSED
 
 

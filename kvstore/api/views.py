@@ -163,18 +163,17 @@ class NamespaceViewSet(viewsets.ViewSet):
         attempt = fast.attempted(request, self.namespace, key)
         if attempt is not None:  # written below Django: answer with its outcome
             result = attempt.outcome()
-            done = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
-            return self.written(result, done)
-        routing.validate_key(key)
-        condition = self.write_condition(parse_condition(request), partial)
-        value = self.to_value(request, partial)
-        result = self.repository.put(
-            self.namespace,
-            key,
-            lambda current: self.merge(current, value, partial),
-            condition,
-            params.idempotent(request, request.data),
-        )
+        else:
+            routing.validate_key(key)
+            condition = self.write_condition(parse_condition(request), partial)
+            value = self.to_value(request, partial)
+            result = self.repository.put(
+                self.namespace,
+                key,
+                lambda current: self.merge(current, value, partial),
+                condition,
+                params.idempotent(request, request.data),
+            )
         done = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
         return self.written(result, done)
 
