@@ -38,6 +38,7 @@ django.setup()
 import requests  # noqa: E402
 import urllib3  # noqa: E402
 
+from bench.ceiling import serve  # noqa: E402
 from bench.store_bench import all_ready, peer_rate, wrk  # noqa: E402
 from bench.streams_peer import (  # noqa: E402
     HEAP,
@@ -354,23 +355,60 @@ def run(args, report):
         routes(args, report, settings, node, tmp, peer, processes)
 
 
+# Warm-up per service before its figures: the broker's JVM compiles its produce path
+# during the first ~20 s of single-record writes (its CPU per PUT falls from 2.6 to
+# 0.2 ms, docs/PROFILES.md §8), and whoever wrote first used to pay for it.
+WARM_UP_S = {"get": 3, "put": 12}
+FAILURES = ("non2xx", "not_applied", "socket_errors")
+
+
+def rounds(urls, loads, seconds, count=2):
+    """Each load (`{kind: (wrk script, connections)}`) on each service (`{name: url}`):
+    a warm-up, then `count` rounds whose order of services alternates (A B, B A, ...),
+    so that drift falls on both; {name: {kind: figures}}: each rate and latency the
+    median of its rounds, each count of failed answers their sum."""
+    for url in urls.values():
+        for kind, (script, connections) in loads.items():
+            if kind in WARM_UP_S:
+                wrk(url, script, connections, WARM_UP_S[kind])
+    measured = {name: {kind: [] for kind in loads} for name in urls}
+    names = list(urls)
+    for n in range(count):
+        for name in names if n % 2 == 0 else reversed(names):
+            for kind, (script, connections) in loads.items():
+                measured[name][kind].append(
+                    wrk(urls[name], script, connections, seconds)
+                )
+    return {
+        name: {
+            kind: {
+                field: (sum if field in FAILURES else statistics.median)(
+                    figure[field] for figure in runs
+                )
+                for field in runs[0]
+            }
+            for kind, runs in kinds.items()
+        }
+        for name, kinds in measured.items()
+    }
+
+
 def load(args, report, node, tmp):
     """GET and PUT of users through the owner, against the baseline, with wrk."""
-    figures = {}
-    for name in ("store", "baseline"):
-        if name == "baseline":
-            web, url = start_baseline(tmp, free_port())
-        else:
-            web, url = None, node.url
-        wrk(url, ["get", str(USERS)], 16, 3)  # warm-up
-        figures[name] = {
-            "get": wrk(url, ["get", str(USERS)], 16, args.seconds),
-            "put": wrk(url, ["put", str(USERS)], 16, args.seconds),
-            "put1": wrk(url, ["put", str(USERS)], 1, args.seconds),
-        }
-        if web is not None:
-            web.send_signal(signal.SIGTERM)
-            web.wait(30)
+    web, base_url = start_baseline(tmp, free_port())
+    try:
+        figures = rounds(
+            {"store": node.url, "baseline": base_url},
+            {
+                "get": (["get", str(USERS)], 16),
+                "put": (["put", str(USERS)], 16),
+                "put1": (["put", str(USERS)], 1),
+            },
+            args.seconds,
+        )
+    finally:
+        web.send_signal(signal.SIGTERM)
+        web.wait(30)
     store, base = figures["store"], figures["baseline"]
     for kind in ("get", "put", "put1"):
         for name, f in figures.items():
@@ -495,17 +533,15 @@ def streams_load(args, report, node, peer):
     """GET and PUT of kv keys through the owner, the store against the Kafka Streams
     service, with wrk; both serve the same topic, which is checked first."""
     check_agreement(node.url, peer.url)
-    urls = {"store": node.url, "streams": peer.url}
-    for url in urls.values():
-        wrk(url, ["getkv", str(args.records)], 16, 3)  # warm-up
-    figures = {name: {} for name in urls}
-    for kind, script, connections in (
-        ("get", ["getkv", str(args.records)], 16),
-        ("put", ["putkv"], 16),
-        ("put1", ["putkv"], 1),
-    ):
-        for name, url in urls.items():  # alternating, so drift falls on both
-            figures[name][kind] = wrk(url, script, connections, args.seconds)
+    figures = rounds(
+        {"store": node.url, "streams": peer.url},
+        {
+            "get": (["getkv", str(args.records)], 16),
+            "put": (["putkv"], 16),
+            "put1": (["putkv"], 1),
+        },
+        args.seconds,
+    )
     for name, f in figures.items():
         for kind, fig in f.items():
             if fig["non2xx"] or fig["socket_errors"] or fig["not_applied"]:
@@ -516,6 +552,7 @@ def streams_load(args, report, node, peer):
                 )
     ours, theirs = figures["store"], figures["streams"]
     _streams_rates(report, ours, theirs)
+    _floors(args, report, node.settings, theirs)
     rss = {
         "store": sum(_rss_mb(pid) for pid in _store_pids(node).values()),
         "streams": _rss_mb(peer.pid),
@@ -529,6 +566,40 @@ def streams_load(args, report, node, peer):
         None,
         table="streams",
     )
+
+
+def _floors(args, report, settings, theirs):
+    """What gunicorn itself allows, beside the peer: a WSGI app answering a fixed 200,
+    and one that only writes each PUT through a kafka-python producer per worker
+    (bench/ceiling_app.py), under the store's gunicorn settings."""
+    with log.admin(settings) as admin:
+        admin.create("ceiling", settings.partitions, 1, {})
+    for app, kind, script, what in (
+        ("hello", "get", ["getkv", "1"], "GET answered with a fixed 200"),
+        (
+            "produce",
+            "put",
+            ["putkv"],
+            "PUT acknowledged by Kafka (acks=all), nothing else",
+        ),
+    ):
+        web, url = serve(app, ",".join(settings.bootstrap_servers), settings.partitions)
+        try:
+            figure = rounds({app: url}, {kind: (script, 16)}, args.seconds)[app][kind]
+        finally:
+            web.terminate()
+            web.wait(30)
+        ratio = _div(figure["rps"], theirs[kind]["rps"])
+        report.row(
+            f"floor: gunicorn ({WORKERS} × {THREADS}) and bench/ceiling_app.py:{app}, "
+            f"{what}, 16 connections (req/s; p50 / p99 ms)",
+            f"{figure['rps']:,.0f} ({_pp(figure)})",
+            f"{theirs[kind]['rps']:,.0f} ({_pp(theirs[kind])})",
+            f"{ratio:.2f}×",
+            "(recorded)",
+            None,
+            table="streams",
+        )
 
 
 def _streams_rates(report, ours, theirs):
@@ -592,18 +663,20 @@ def _rss_mb(pid):
 
 
 GET_COST = (
-    "PROFILES.md §4: a GET is answered below Django now, and gunicorn's own "
-    "pure-Python HTTP handling is two thirds of a worker's CPU per request (parse, "
-    "thread hand-off, write); the peer's is the JDK's HTTP server and a RocksDB read "
-    "in one JVM"
+    "PROFILES.md §4 and §8: a GET is answered below Django now; gunicorn's threaded "
+    "worker answering a fixed 200 (the floor row below) is itself near 0.3× the peer, "
+    "so the target leaves the store almost no CPU of its own per GET; two thirds of a "
+    "worker's time is gunicorn's pure-Python HTTP handling (parse, thread hand-off, "
+    "write), the rest the routing reads, the entry, metrics and the answer"
 )
 
 WRITE_COST = (
-    "PROFILES.md §7: a plain PUT is written below Django now; per PUT about 1.0 ms "
-    "of web-worker CPU (half of it kafka-python's producer I/O thread: one produce "
-    "request per record, its response and futures), 0.25 ms in the consumer and "
-    "0.2 ms in the broker, on 2 shared cores; the peer's producer batches every write "
-    "of its JVM"
+    "PROFILES.md §7 and §8: a plain PUT is written below Django now; gunicorn with a "
+    "producer per worker and nothing else (the floor row below) is about 0.5× the peer; "
+    "the store's processes spend about 3× that floor's CPU per PUT: the read-your-writes "
+    "half (the consumer's fetch, apply and wake-up, the broker's fetch), the fast "
+    "path's routing and SQLite snapshots, and a producer that batches less (its I/O "
+    "thread is about 45 % of a worker's GIL time, one produce request per record)"
 )
 
 
@@ -787,7 +860,9 @@ Everything (broker, store, baseline, Kafka Streams service, wrk) shares those co
 beside a peer measured in the same run. The store runs one instance (gunicorn {WORKERS} workers × {THREADS} threads +
 its consumer process); the baseline (bench/baseline) runs the same gunicorn settings over a DRF
 ModelViewSet on SQLite (WAL). Load: wrk, 16 connections, {args.seconds} s per figure unless said;
-{USERS:,} users; GET and PUT pick a random existing user. Route latencies: one sequential Python
+{USERS:,} users; GET and PUT pick a random existing user. The wrk figures of the store, the baseline
+and the Kafka Streams service: each service first warmed up (GET {WARM_UP_S['get']} s, PUT
+{WARM_UP_S['put']} s), then two rounds in alternating order (A B, B A), the median of the two. Route latencies: one sequential Python
 client taking turns between the routes request by request (the routing client is a Python library, so its
 peers are measured in the same loop).
 A verdict says by how much a target is missed and where the time goes. The baseline's own figures move
@@ -811,7 +886,9 @@ before measuring: a PUT through either is read back through the other). GET read
 an empty disk (the peer in a group whose offsets are committed at the topic's end, so it restores its
 table before it reports RUNNING); warm restart: the same instance stopped cleanly and started again.
 RSS: the store's consumer and gunicorn workers against the one JVM; the routed GET uses two instances of
-each.
+each. The two floor rows are not the store: they are what the frame itself allows, the same gunicorn
+serving an app that answers a constant, and one that only writes each PUT through a producer per worker
+(`bench/ceiling_app.py`; PROFILES.md §8).
 
 | figure | kvstore | Kafka Streams | ratio | target | verdict |
 | --- | --- | --- | --- | --- | --- |

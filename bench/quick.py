@@ -66,6 +66,8 @@ def main():
         node = start(kafka.bootstrap, Path(tmp), args)
         try:
             wrk(node.url, ["getkv", str(RECORDS)], 16, 2)  # warm-up
+            if "put" in args.modes:  # the broker's JIT, docs/PROFILES.md §8
+                wrk(node.url, ["putkv"], 16, 20)
             if args.profile:
                 profile(node, args)
             for _ in range(args.rounds):

@@ -1,0 +1,152 @@
+"""What the frame allows: the store's GET and PUT beside the same gunicorn serving
+apps that do almost nothing (bench/ceiling_app.py), and beside the Kafka Streams
+service, all in one run on one broker.
+
+    .venv/bin/python bench/ceiling.py [--seconds 8] [--rounds 2]
+
+`hello` is gunicorn (3 workers x 4 threads, the store's settings) answering a fixed
+200: no WSGI app can answer GETs faster under it. `produce` adds one acks=all write
+per request through a kafka-python producer per worker: the most PUTs a store with
+"one producer per web process" could acknowledge, before any cache, routing or
+read-your-writes wait. Each service is warmed up first (GET 3 s, PUT 20 s: the
+broker's JIT), then the rounds alternate the order of services. Prints, per figure,
+the median rate, p50 and p99 and the CPU per request of the web processes and of the
+broker (from /proc); "service" counts the store's consumer process too.
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+import django  # noqa: E402
+
+django.setup()
+
+from bench.quick import RECORDS, _cpu_seconds, start  # noqa: E402
+from bench.store_bench import wrk  # noqa: E402
+from bench.streams_peer import StreamsPeer, check_agreement  # noqa: E402
+
+from kvstore import log  # noqa: E402
+from tests.brokers import LocalKafka, free_port  # noqa: E402
+from tests.instances import GUNICORN, wait_for  # noqa: E402
+
+GET, PUT = ["getkv", str(RECORDS)], ["putkv"]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    args.workers, args.threads = 3, 4
+    with LocalKafka(nodes=1) as kafka, tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        node = start(kafka.bootstrap, tmp, args)
+        services = []
+        try:
+            kv = node.settings.topic("kv")
+            peer = StreamsPeer(kafka.bootstrap, kv, "ceiling-streams", tmp / "peer")
+            services.append(peer.stop)
+            peer.start().wait_ready(300)
+            last = f"{peer.url}/api/kv/key-{RECORDS - 1:07d}"
+            wait_for(lambda: _answers(last), 60, "the peer to read the records")
+            check_agreement(node.url, peer.url)
+            broker = _pids("pgrep", "-f", "kafka.Kafka .*/kvstore-kafka-")
+            pids = {
+                "store": [node.consumer.pid] + _pids("pgrep", "-P", str(node.web.pid)),
+                "streams": [peer.pid],
+            }
+            urls = {"store": node.url, "streams": peer.url}
+            with log.admin(node.settings) as admin:  # its own topic, like the store's
+                admin.create("ceiling", node.settings.partitions, 1, {})
+            for app in ("hello", "produce"):
+                web, urls[app] = serve(app, kafka.bootstrap, node.settings.partitions)
+                services.append(web.terminate)
+                pids[app] = _pids("pgrep", "-P", str(web.pid))
+            measure(urls, pids, broker, args)
+        finally:
+            for stop in services:
+                stop()
+            node.stop()
+
+
+def serve(app, bootstrap, partitions):
+    """gunicorn with the store's worker settings, serving bench/ceiling_app:`app`."""
+    port = free_port()
+    web = subprocess.Popen(
+        [GUNICORN, "-w", "3", "--threads", "4", "-k", "gthread"]
+        + ["-b", f"127.0.0.1:{port}", f"bench.ceiling_app:{app}"],
+        cwd=ROOT,
+        env=dict(
+            os.environ,
+            CEILING_BOOTSTRAP=bootstrap,
+            CEILING_TOPIC="ceiling",
+            CEILING_PARTITIONS=str(partitions),
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: _answers(url, app == "produce"), 30, f"{app} to answer")
+    return web, url
+
+
+def measure(urls, pids, broker, args):
+    loads = {
+        "GET": (GET, ("store", "streams", "hello")),
+        "PUT": (PUT, ("store", "streams", "produce")),
+    }
+    for kind, (script, names) in loads.items():
+        for name in names:
+            wrk(urls[name], script, 16, 3 if kind == "GET" else 20)  # warm-up
+        figures = {name: [] for name in names}
+        for n in range(args.rounds):
+            for name in names if n % 2 == 0 else reversed(names):
+                groups = {"service": pids[name], "broker": broker}
+                before = _cpu_seconds(groups)
+                figure = wrk(urls[name], script, 16, args.seconds)
+                after = _cpu_seconds(groups)
+                done = max(figure["requests"], 1)
+                for group in groups:
+                    figure[group] = (after[group] - before[group]) * 1000 / done
+                figures[name].append(figure)
+        for name, runs in figures.items():
+            med = {k: statistics.median(f[k] for f in runs) for k in runs[0]}
+            each = ", ".join(f"{f['rps']:,.0f}" for f in runs)
+            print(
+                f"{kind} {name:8} {med['rps']:8,.0f} req/s  p50 {med['p50_ms']:.2f} ms"
+                f"  p99 {med['p99_ms']:.2f} ms  CPU ms per request: service "
+                f"{med['service']:.3f}, broker {med['broker']:.3f}"
+                f"  (rounds: {each};"
+                f" non-2xx {sum(f['non2xx'] for f in runs):.0f})",
+                flush=True,
+            )
+
+
+def _answers(url, put=False):
+    method = ["-X", "PUT", "--data", "{}"] if put else []
+    try:
+        subprocess.run(
+            ["curl", "-sf", "-o", "/dev/null", *method, url], check=True, timeout=15
+        )
+        return True
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        return False
+
+
+def _pids(*argv):
+    return [
+        int(p)
+        for p in subprocess.run(argv, capture_output=True, text=True).stdout.split()
+    ]
+
+
+if __name__ == "__main__":
+    main()
