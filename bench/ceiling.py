@@ -4,6 +4,8 @@ service, all in one run on one broker.
 
     .venv/bin/python bench/ceiling.py [--seconds 8] [--rounds 2]
 
+(after bench/run has once set up wrk and built the peer's jar).
+
 `hello` is gunicorn (3 workers x 4 threads, the store's settings) answering a fixed
 200: no WSGI app can answer GETs faster under it. `produce` adds one acks=all write
 per request through a kafka-python producer per worker: the most PUTs a store with
