@@ -10,13 +10,35 @@ from kafka import codec as _codec
 def produce(bootstrap, topic, records, partition=None, headers=None, compression=None):
     """Write (key, value) pairs; value None is a tombstone. Returns [(partition,
     offset)]. `compression`: a codec name (gzip, snappy, lz4, zstd), in batches."""
-    # Batches of many records: a codec compresses a batch, not a record.
-    batching = dict(compression_type=compression, linger_ms=50) if compression else {}
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", **batching)
-    try:
+    with Writer(bootstrap, topic, compression) as writer:
+        return writer.write(records, partition, headers)
+
+
+class Writer:
+    """A producer for one topic, connected and holding the topic's metadata before its
+    first write: a test that pauses a process can write during the pause without
+    spending the pause on connecting."""
+
+    def __init__(self, bootstrap, topic, compression=None):
+        # Batches of many records: a codec compresses a batch, not a record.
+        batching = (
+            dict(compression_type=compression, linger_ms=50) if compression else {}
+        )
+        self.topic = topic
+        self._producer = KafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", **batching
+        )
+        try:
+            self._producer.partitions_for(topic)
+        except BaseException:
+            self._producer.close()
+            raise
+
+    def write(self, records, partition=None, headers=None):
+        """Write (key, value) pairs, as `produce`."""
         futures = [
-            producer.send(
-                topic,
+            self._producer.send(
+                self.topic,
                 key=_bytes(key),
                 value=_bytes(value),
                 partition=partition,
@@ -24,13 +46,17 @@ def produce(bootstrap, topic, records, partition=None, headers=None, compression
             )
             for key, value in records
         ]
-        producer.flush()
+        self._producer.flush()
         return [
             (meta.partition, meta.offset)
             for meta in (f.get(timeout=30) for f in futures)
         ]
-    finally:
-        producer.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._producer.close()
 
 
 def read_all(bootstrap, topic, timeout=30, headers=False):

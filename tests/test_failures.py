@@ -253,18 +253,19 @@ def test_a_strong_read_waits_for_what_kafka_already_has(patient_node):
     """
     node = patient_node
     assert node.api("PUT", "/api/kv/strong", json="old").status_code == 201
-    node.consumer.send_signal(signal.SIGSTOP)
-    try:
-        rawlog.produce(
-            list(node.settings.bootstrap_servers),
-            node.settings.topic("kv"),
-            [("strong", '"new"')],
-        )
-        assert node.api("GET", "/api/kv/strong").json() == "old"
-        threading.Timer(0.5, node.consumer.send_signal, (signal.SIGCONT,)).start()
-        answer = node.api("GET", "/api/kv/strong?consistency=strong")
-    finally:
-        node.consumer.send_signal(signal.SIGCONT)
+    # Connected before the pause, which must stay well inside the consumer's lease: a
+    # producer's start in it once took long enough on a loaded runner for the lease to
+    # lapse (a 503, rightly).
+    bootstrap, topic = list(node.settings.bootstrap_servers), node.settings.topic("kv")
+    with rawlog.Writer(bootstrap, topic) as w:
+        node.consumer.send_signal(signal.SIGSTOP)
+        try:
+            w.write([("strong", '"new"')])
+            assert node.api("GET", "/api/kv/strong").json() == "old"
+            threading.Timer(0.5, node.consumer.send_signal, (signal.SIGCONT,)).start()
+            answer = node.api("GET", "/api/kv/strong?consistency=strong")
+        finally:
+            node.consumer.send_signal(signal.SIGCONT)
     assert answer.status_code == 200 and answer.json() == "new", answer.text
     assert node.api("GET", "/api/kv/strong?consistency=eventual").status_code == 400
 
@@ -281,22 +282,20 @@ def test_a_partition_that_just_arrived_catches_up_before_judging_a_condition(
     assert node.stop_consumer() == 0
     node.start_consumer()
     node.wait_ready()  # the partition has just come (back) to this instance
-    node.consumer.send_signal(signal.SIGSTOP)
-    try:
-        rawlog.produce(
-            list(node.settings.bootstrap_servers),
-            node.settings.topic("kv"),
-            [("moved", '"v2"')],
-        )
-        threading.Timer(0.5, node.consumer.send_signal, (signal.SIGCONT,)).start()
-        answer = node.api(
-            "PUT",
-            "/api/kv/moved",
-            json="v3",
-            headers={"If-Match": first.headers["ETag"]},
-        )
-    finally:
-        node.consumer.send_signal(signal.SIGCONT)
+    bootstrap, topic = list(node.settings.bootstrap_servers), node.settings.topic("kv")
+    with rawlog.Writer(bootstrap, topic) as w:
+        node.consumer.send_signal(signal.SIGSTOP)
+        try:
+            w.write([("moved", '"v2"')])
+            threading.Timer(0.5, node.consumer.send_signal, (signal.SIGCONT,)).start()
+            answer = node.api(
+                "PUT",
+                "/api/kv/moved",
+                json="v3",
+                headers={"If-Match": first.headers["ETag"]},
+            )
+        finally:
+            node.consumer.send_signal(signal.SIGCONT)
     assert answer.status_code == 412, answer.text  # v2 superseded what it had seen
     # The pause can outlast the consumer's lease; reads wait for it to be renewed.
     node.wait_ready()
