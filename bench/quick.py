@@ -6,7 +6,7 @@ the hot paths (bench/run is the full, recorded benchmark).
 
 Starts a broker (bin/kafka-local), one instance over 20,000 imported kv records and
 runs wrk (bench/load.lua) in each mode, 16 connections (a mode ending in 1: one).
---profile records the web workers with py-spy (`pip install py-spy`, GIL samples
+--profile records the web workers and the consumer with py-spy (`pip install py-spy`, GIL samples
 only) during one run of the first mode, as collapsed stacks in DIR. --cpu adds to each
 figure the CPU time per request of the web workers, the consumer and the broker (from
 /proc), which varies less between runs than the rate does.
@@ -149,15 +149,17 @@ def profile(node, args):
     workers = subprocess.run(
         ["pgrep", "-P", str(node.web.pid)], capture_output=True, text=True
     ).stdout.split()
+    processes = [("worker", pid) for pid in workers]
+    processes.append(("consumer", str(node.consumer.pid)))
     spies = [
         subprocess.Popen(
             [str(ROOT / ".venv/bin/py-spy"), "record", "-p", pid, "--gil"]
             + ["-d", str(args.seconds), "-r", "200", "-f", "raw", "--nonblocking"]
-            + ["-o", str(args.profile / f"worker-{pid}.txt")],
+            + ["-o", str(args.profile / f"{name}-{pid}.txt")],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        for pid in workers
+        for name, pid in processes
     ]
     measure(node, args.modes.split(",")[0], args.seconds)
     for spy in spies:
