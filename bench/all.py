@@ -583,7 +583,8 @@ def _floors(args, report, settings, theirs):
             "PUT acknowledged by Kafka (acks=all), nothing else",
         ),
     ):
-        web, url = serve(app, ",".join(settings.bootstrap_servers), settings.partitions)
+        bootstrap = ",".join(settings.bootstrap_servers)
+        web, url = serve(app, bootstrap, settings.partitions, WORKERS, THREADS)
         try:
             figure = rounds({app: url}, {kind: (script, 16)}, args.seconds)[app][kind]
         finally:

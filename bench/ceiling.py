@@ -79,11 +79,11 @@ def main():
             node.stop()
 
 
-def serve(app, bootstrap, partitions):
+def serve(app, bootstrap, partitions, workers=3, threads=4):
     """gunicorn with the store's worker settings, serving bench/ceiling_app:`app`."""
     port = free_port()
     web = subprocess.Popen(
-        [GUNICORN, "-w", "3", "--threads", "4", "-k", "gthread"]
+        [GUNICORN, "-w", str(workers), "--threads", str(threads), "-k", "gthread"]
         + ["-b", f"127.0.0.1:{port}", f"bench.ceiling_app:{app}"],
         cwd=ROOT,
         env=dict(
