@@ -1,6 +1,7 @@
 """What clients see when Kafka or the consumer process fails: clear 503s and honest
 202s, never a lie."""
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -56,13 +57,29 @@ def patient_node(kafka_bootstrap, tmp_path):
     instance.stop()
 
 
-def put_while_paused(node, path, **kwargs):
-    """A PUT answered while the consumer process is paused (SIGSTOP)."""
+@contextlib.contextmanager
+def consumer_paused(node):
+    """The consumer process paused (SIGSTOP) for the block, resumed (SIGCONT) after."""
     node.consumer.send_signal(signal.SIGSTOP)
     try:
-        return node.api("PUT", path, **kwargs)
+        yield
     finally:
         node.consumer.send_signal(signal.SIGCONT)
+
+
+def put_while_paused(node, path, **kwargs):
+    """A PUT answered while the consumer process is paused (SIGSTOP)."""
+    with consumer_paused(node):
+        return node.api("PUT", path, **kwargs)
+
+
+def kv_writer(node):
+    """A plain producer for the node's kv topic, connected before a test pauses the
+    consumer: the pause must stay well inside the consumer's lease, and a producer's
+    start in it once took long enough on a loaded runner for the lease to lapse (a
+    503, rightly)."""
+    bootstrap = list(node.settings.bootstrap_servers)
+    return rawlog.Writer(bootstrap, node.settings.topic("kv"))
 
 
 def read_once_applied(node, path):
@@ -253,19 +270,11 @@ def test_a_strong_read_waits_for_what_kafka_already_has(patient_node):
     """
     node = patient_node
     assert node.api("PUT", "/api/kv/strong", json="old").status_code == 201
-    # Connected before the pause, which must stay well inside the consumer's lease: a
-    # producer's start in it once took long enough on a loaded runner for the lease to
-    # lapse (a 503, rightly).
-    bootstrap, topic = list(node.settings.bootstrap_servers), node.settings.topic("kv")
-    with rawlog.Writer(bootstrap, topic) as w:
-        node.consumer.send_signal(signal.SIGSTOP)
-        try:
-            w.write([("strong", '"new"')])
-            assert node.api("GET", "/api/kv/strong").json() == "old"
-            threading.Timer(0.5, node.consumer.send_signal, (signal.SIGCONT,)).start()
-            answer = node.api("GET", "/api/kv/strong?consistency=strong")
-        finally:
-            node.consumer.send_signal(signal.SIGCONT)
+    with kv_writer(node) as writer, consumer_paused(node):
+        writer.write([("strong", '"new"')])
+        assert node.api("GET", "/api/kv/strong").json() == "old"
+        threading.Timer(0.5, node.consumer.send_signal, (signal.SIGCONT,)).start()
+        answer = node.api("GET", "/api/kv/strong?consistency=strong")
     assert answer.status_code == 200 and answer.json() == "new", answer.text
     assert node.api("GET", "/api/kv/strong?consistency=eventual").status_code == 400
 
@@ -282,20 +291,15 @@ def test_a_partition_that_just_arrived_catches_up_before_judging_a_condition(
     assert node.stop_consumer() == 0
     node.start_consumer()
     node.wait_ready()  # the partition has just come (back) to this instance
-    bootstrap, topic = list(node.settings.bootstrap_servers), node.settings.topic("kv")
-    with rawlog.Writer(bootstrap, topic) as w:
-        node.consumer.send_signal(signal.SIGSTOP)
-        try:
-            w.write([("moved", '"v2"')])
-            threading.Timer(0.5, node.consumer.send_signal, (signal.SIGCONT,)).start()
-            answer = node.api(
-                "PUT",
-                "/api/kv/moved",
-                json="v3",
-                headers={"If-Match": first.headers["ETag"]},
-            )
-        finally:
-            node.consumer.send_signal(signal.SIGCONT)
+    with kv_writer(node) as writer, consumer_paused(node):
+        writer.write([("moved", '"v2"')])
+        threading.Timer(0.5, node.consumer.send_signal, (signal.SIGCONT,)).start()
+        answer = node.api(
+            "PUT",
+            "/api/kv/moved",
+            json="v3",
+            headers={"If-Match": first.headers["ETag"]},
+        )
     assert answer.status_code == 412, answer.text  # v2 superseded what it had seen
     # The pause can outlast the consumer's lease; reads wait for it to be renewed.
     node.wait_ready()
