@@ -57,6 +57,7 @@ from tests.instances import (
     Instance,
     environment,
     isolated_settings,
+    pgrep,
     wait_for,
 )  # noqa: E402
 from tests.test_cluster import owner_of, wait_stable  # noqa: E402
@@ -200,10 +201,8 @@ class RssSampler(threading.Thread):
 
 
 def worker_pids(node):
-    children = subprocess.run(
-        ["pgrep", "-P", str(node.web.pid)], capture_output=True, text=True
-    ).stdout.split()
-    return {f"gunicorn worker {i + 1}": int(pid) for i, pid in enumerate(children)}
+    children = pgrep("-P", str(node.web.pid))
+    return {f"gunicorn worker {i + 1}": pid for i, pid in enumerate(children)}
 
 
 def start_baseline(tmp, port):
@@ -279,13 +278,7 @@ def run(args, report):
         node = Instance(settings, Path(tmp) / "a", workers=WORKERS)
         processes.callback(node.stop)
         node.start_web()
-        sampler = RssSampler(
-            lambda: (
-                {"consumer": node.consumer.pid, **worker_pids(node)}
-                if node.consumer
-                else {}
-            )
-        )
+        sampler = RssSampler(lambda: (_store_pids(node) if node.consumer else {}))
         sampler.start()
         began = time.monotonic()
         node.start_consumer()

@@ -31,13 +31,13 @@ import django  # noqa: E402
 
 django.setup()
 
-from bench.quick import RECORDS, _cpu_seconds, start  # noqa: E402
+from bench.quick import BROKER, RECORDS, cpu_per_request, start  # noqa: E402
 from bench.store_bench import wrk  # noqa: E402
 from bench.streams_peer import StreamsPeer, check_agreement  # noqa: E402
 
 from kvstore import log  # noqa: E402
 from tests.brokers import LocalKafka, free_port  # noqa: E402
-from tests.instances import GUNICORN, wait_for  # noqa: E402
+from tests.instances import GUNICORN, pgrep, wait_for  # noqa: E402
 
 GET, PUT = ["getkv", str(RECORDS)], ["putkv"]
 
@@ -60,9 +60,9 @@ def main():
             last = f"{peer.url}/api/kv/key-{RECORDS - 1:07d}"
             wait_for(lambda: _answers(last), 60, "the peer to read the records")
             check_agreement(node.url, peer.url)
-            broker = _pids("pgrep", "-f", "kafka.Kafka .*/kvstore-kafka-")
-            pids = {
-                "store": [node.consumer.pid] + _pids("pgrep", "-P", str(node.web.pid)),
+            broker = pgrep("-f", BROKER)
+            services_pids = {
+                "store": [node.consumer.pid] + pgrep("-P", str(node.web.pid)),
                 "streams": [peer.pid],
             }
             urls = {"store": node.url, "streams": peer.url}
@@ -71,8 +71,8 @@ def main():
             for app in ("hello", "produce"):
                 web, urls[app] = serve(app, kafka.bootstrap, node.settings.partitions)
                 services.append(web.terminate)
-                pids[app] = _pids("pgrep", "-P", str(web.pid))
-            measure(urls, pids, broker, args)
+                services_pids[app] = pgrep("-P", str(web.pid))
+            measure(urls, services_pids, broker, args)
         finally:
             for stop in services:
                 stop()
@@ -100,7 +100,7 @@ def serve(app, bootstrap, partitions, workers=3, threads=4):
     return web, url
 
 
-def measure(urls, pids, broker, args):
+def measure(urls, services_pids, broker, args):
     loads = {
         "GET": (GET, ("store", "streams", "hello")),
         "PUT": (PUT, ("store", "streams", "produce")),
@@ -111,14 +111,11 @@ def measure(urls, pids, broker, args):
         figures = {name: [] for name in names}
         for n in range(args.rounds):
             for name in names if n % 2 == 0 else reversed(names):
-                groups = {"service": pids[name], "broker": broker}
-                before = _cpu_seconds(groups)
-                figure = wrk(urls[name], script, 16, args.seconds)
-                after = _cpu_seconds(groups)
-                done = max(figure["requests"], 1)
-                for group in groups:
-                    figure[group] = (after[group] - before[group]) * 1000 / done
-                figures[name].append(figure)
+                figure, spent = cpu_per_request(
+                    {"service": services_pids[name], "broker": broker},
+                    lambda: wrk(urls[name], script, 16, args.seconds),
+                )
+                figures[name].append({**figure, **spent})
         for name, runs in figures.items():
             med = {k: statistics.median(f[k] for f in runs) for k in runs[0]}
             each = ", ".join(f"{f['rps']:,.0f}" for f in runs)
@@ -141,13 +138,6 @@ def _answers(url, put=False):
         return True
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
         return False
-
-
-def _pids(*argv):
-    return [
-        int(p)
-        for p in subprocess.run(argv, capture_output=True, text=True).stdout.split()
-    ]
 
 
 if __name__ == "__main__":

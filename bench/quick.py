@@ -6,8 +6,8 @@ the hot paths (bench/run is the full, recorded benchmark).
 
 Starts a broker (bin/kafka-local), one instance over 20,000 imported kv records and
 runs wrk (bench/load.lua) in each mode, 16 connections (a mode ending in 1: one).
---profile records the web workers and the consumer with py-spy (`pip install py-spy`, GIL samples
-only) during one run of the first mode, as collapsed stacks in DIR. --cpu adds to each
+--profile records the web workers and the consumer with py-spy (`pip install py-spy`,
+GIL samples only) during one run of the first mode, as collapsed stacks in DIR. --cpu adds to each
 figure the CPU time per request of the web workers, the consumer and the broker (from
 /proc), which varies less between runs than the rate does.
 """
@@ -34,10 +34,14 @@ from tests.instances import (  # noqa: E402
     Instance,
     environment,
     isolated_settings,
+    pgrep,
     wait_for,
 )
 
 RECORDS = 20_000
+BROKER = (
+    "kafka.Kafka .*/kvstore-kafka-"  # the command line of bin/kafka-local's brokers
+)
 
 
 class Tuned(Instance):
@@ -102,14 +106,12 @@ def start(bootstrap, tmp, args):
 
 def measure(node, mode, seconds, cpu=False):
     connections = 1 if mode.endswith("1") else 16
-    groups = _process_groups(node) if cpu else {}
-    before = _cpu_seconds(groups)
-    figures = wrk(node.url, [mode.rstrip("1"), str(RECORDS)], connections, seconds)
-    spent = _cpu_seconds(groups)
-    requests = max(figures["rps"] * seconds, 1)
-    per_request = ", ".join(
-        f"{name} {(spent[name] - before[name]) * 1000 / requests:.3f}" for name in spent
+    script = [mode.rstrip("1"), str(RECORDS)]
+    figures, spent = cpu_per_request(
+        _process_groups(node) if cpu else {},
+        lambda: wrk(node.url, script, connections, seconds),
     )
+    per_request = ", ".join(f"{name} {ms:.3f}" for name, ms in spent.items())
     print(
         f"{mode:8} {figures['rps']:8.0f} req/s  p50 {figures['p50_ms']:.2f} ms  "
         f"p99 {figures['p99_ms']:.2f} ms  non-2xx {figures['non2xx']:.0f}"
@@ -120,15 +122,22 @@ def measure(node, mode, seconds, cpu=False):
 
 def _process_groups(node):
     """{name: pids} of the web workers, the consumer and the broker."""
-
-    def pids(*argv):
-        found = subprocess.run(argv, capture_output=True, text=True).stdout.split()
-        return [int(pid) for pid in found]
-
     return {
-        "web": pids("pgrep", "-P", str(node.web.pid)),
+        "web": pgrep("-P", str(node.web.pid)),
         "consumer": [node.consumer.pid],
-        "broker": pids("pgrep", "-f", "kafka.Kafka .*/kvstore-kafka-"),
+        "broker": pgrep("-f", BROKER),
+    }
+
+
+def cpu_per_request(groups, run):
+    """`run()`'s wrk figures, and {name: CPU ms per request} that each group of
+    processes (`{name: pids}`) spent during it."""
+    before = _cpu_seconds(groups)
+    figures = run()
+    after = _cpu_seconds(groups)
+    done = max(figures["requests"], 1)
+    return figures, {
+        name: (after[name] - before[name]) * 1000 / done for name in groups
     }
 
 
@@ -146,14 +155,11 @@ def _cpu_seconds(groups):
 
 def profile(node, args):
     args.profile.mkdir(parents=True, exist_ok=True)
-    workers = subprocess.run(
-        ["pgrep", "-P", str(node.web.pid)], capture_output=True, text=True
-    ).stdout.split()
-    processes = [("worker", pid) for pid in workers]
-    processes.append(("consumer", str(node.consumer.pid)))
+    workers = pgrep("-P", str(node.web.pid))
+    processes = [("worker", pid) for pid in workers] + [("consumer", node.consumer.pid)]
     spies = [
         subprocess.Popen(
-            [str(ROOT / ".venv/bin/py-spy"), "record", "-p", pid, "--gil"]
+            [str(ROOT / ".venv/bin/py-spy"), "record", "-p", str(pid), "--gil"]
             + ["-d", str(args.seconds), "-r", "200", "-f", "raw", "--nonblocking"]
             + ["-o", str(args.profile / f"{name}-{pid}.txt")],
             stdout=subprocess.DEVNULL,

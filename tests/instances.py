@@ -32,6 +32,12 @@ def isolated_settings(bootstrap, **fields):
     return dataclasses.replace(conf.from_environ({}), **{**defaults, **fields})
 
 
+def pgrep(*args):
+    """The ids of the processes `pgrep *args` finds (`-P PID`: its children)."""
+    found = subprocess.run(["pgrep", *args], capture_output=True, text=True).stdout
+    return [int(pid) for pid in found.split()]
+
+
 def environment(settings, **extra):
     env = dict(
         os.environ,
@@ -167,10 +173,7 @@ class Instance:
         would."""
         victims = []
         if web and self.web is not None:
-            children = subprocess.run(
-                ["pgrep", "-P", str(self.web.pid)], capture_output=True, text=True
-            ).stdout
-            victims += [self.web.pid] + [int(pid) for pid in children.split()]
+            victims += [self.web.pid] + pgrep("-P", str(self.web.pid))
         if consumer and self.consumer is not None:
             victims.append(self.consumer.pid)
         for pid in victims:
