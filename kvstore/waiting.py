@@ -25,12 +25,19 @@ TICK, FALLBACK = 0.005, 0.05
 
 
 class Changes:
-    """Wakes waiters when the cache's partition positions move. One per process."""
+    """Wakes waiters when the cache's partition positions move. One per process.
+
+    Two kinds of waiter: `wait` returns on any move (a long-poll, a watch), and
+    `awaiting` wakes one thread only once its own partition has applied its offset
+    or was revoked, so a wake-up per consumer transaction does not rouse every
+    waiting writer of the process to ask SQLite again.
+    """
 
     def __init__(self, reader):
         self.reader = reader
         self._moved = threading.Condition()
         self._waiters = 0
+        self._targets = {}  # (namespace, partition) -> {threading.Event: offset}
         self._thread = None
         self._seen = 0  # how many moves the watcher has seen: a waiter's "since"
         try:
@@ -50,17 +57,40 @@ class Changes:
         the watcher noticed between a waiter's look at the cache and its wait would
         otherwise be missed until the next one."""
         with self._moved:
-            self._waiters += 1
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._watch, name="kvstore-changes", daemon=True
-                )
-                self._thread.start()
+            self._joined()
             try:
                 if since is None or since == self._seen:
                     self._moved.wait(max(timeout, 0))
             finally:
                 self._waiters -= 1
+
+    def awaiting(self, namespace, partition, offset):
+        """An Event the watcher sets once it sees the partition past `offset`, or
+        revoked; `done` with it after. Register before looking at the cache, and
+        clear the event before each look: a move after the look then sets it, one
+        before shows in the look."""
+        reached = threading.Event()
+        with self._moved:
+            self._targets.setdefault((namespace, partition), {})[reached] = offset
+            self._joined()
+        return reached
+
+    def done(self, namespace, partition, reached):
+        with self._moved:
+            self._waiters -= 1
+            targets = self._targets[(namespace, partition)]
+            del targets[reached]
+            if not targets:
+                del self._targets[(namespace, partition)]
+
+    def _joined(self):
+        """Count one more waiter and make sure the watcher runs (under _moved)."""
+        self._waiters += 1
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(
+                target=self._watch, name="kvstore-changes", daemon=True
+            )
+            self._thread.start()
 
     def _watch(self):
         seen = None
@@ -75,36 +105,66 @@ class Changes:
                 with self._moved:
                     self._seen += 1
                     self._moved.notify_all()
+                    self._wake_targets(now)
             if self._ear is None:
                 time.sleep(TICK)
             else:
                 self._ear.wait(FALLBACK)
 
+    def _wake_targets(self, positions):
+        """Set the events of the waiters `positions` satisfies (under _moved)."""
+        for key, targets in self._targets.items():
+            position = positions.get(key)
+            if position is None:
+                continue
+            for reached, offset in targets.items():
+                if position.position > offset or position.state == cache.REVOKED:
+                    reached.set()
+
     def _positions(self):
+        """{(namespace, partition): cache.Position} as the cache has them now."""
         conn = self.reader.connection()
         if conn is None:
-            return None
-        return conn.execute(
-            "SELECT namespace, partition, position, state FROM partitions"
+            return {}
+        rows = conn.execute(
+            "SELECT namespace, partition, state, position FROM partitions"
         ).fetchall()
+        return {(ns, p): cache.Position(state, pos) for ns, p, state, pos in rows}
 
 
 def until_applied(reader, changes, namespace, partition, offset, timeout):
     """Wait until the cache has applied `offset` of a partition; False if it has not
     within `timeout` seconds, or the partition was revoked meanwhile."""
     deadline = time.monotonic() + timeout
-    while True:
-        mark = changes.seen
-        conn = reader.connection()
-        state = cache.position(conn, namespace, partition) if conn else None
-        if state is not None and state.position > offset:
-            return True
-        if state is not None and state.state == cache.REVOKED:
-            return False
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        changes.wait(min(remaining, 0.5), since=mark)
+    applied = _applied(reader, namespace, partition, offset)
+    if applied is not None:  # the common case for a key's previous write
+        return applied
+    reached = changes.awaiting(namespace, partition, offset)
+    try:
+        while True:
+            reached.clear()
+            applied = _applied(reader, namespace, partition, offset)
+            if applied is not None:
+                return applied
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            # The watcher sets `reached`; the timeout only bounds a lost wake-up.
+            reached.wait(min(remaining, 0.5))
+    finally:
+        changes.done(namespace, partition, reached)
+
+
+def _applied(reader, namespace, partition, offset):
+    """True once the cache has applied `offset`, False once the partition is revoked,
+    None while neither."""
+    conn = reader.connection()
+    state = cache.position(conn, namespace, partition) if conn else None
+    if state is None:
+        return None
+    if state.position > offset:
+        return True
+    return False if state.state == cache.REVOKED else None
 
 
 class Slots:
