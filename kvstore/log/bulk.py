@@ -9,6 +9,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from kvstore.errors import StoreUnavailable
 from kvstore.log.common import (
+    NO_CLIENT_METRICS,
     client_config,
     producer_config,
     translated as _translated,
@@ -104,6 +105,7 @@ def _read_to_end(settings, topic, start_offsets, timeout_s):
         max_poll_records=5000,
         max_partition_fetch_bytes=8 * 1024 * 1024,
         **client_config(settings),
+        **NO_CLIENT_METRICS,
     )
     try:
         with _translated(f"read {topic}"):

@@ -22,7 +22,8 @@ from kafka.coordinator.consumer import ConsumerCoordinator
 from kvstore import lease
 from kvstore.errors import StoreUnavailable
 from kvstore.log.assignor import CoPartitionedAssignor
-from kvstore.log.common import client_config, translated as _translated
+from kvstore.log.common import NO_CLIENT_METRICS, client_config
+from kvstore.log.common import translated as _translated
 
 
 class _Events(ConsumerRebalanceListener):
@@ -158,6 +159,7 @@ class GroupConsumer:
                 # delay that.
                 metadata_max_age_ms=5000,
                 **client_config(settings),
+                **NO_CLIENT_METRICS,
             )
             # Install the lease hooks before the first join (KafkaConsumer builds its
             # coordinator itself and offers no way to pass another class).
