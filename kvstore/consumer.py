@@ -13,8 +13,8 @@ import logging
 import os
 import time
 
-from kvstore import apply, cache, drain, idempotency, lease, locks, log, rejoin, settle
-from kvstore import topics, wake
+from kvstore import apply, cache, drain, idempotency, lease, locks, log, pacing
+from kvstore import rejoin, settle, topics, wake
 from kvstore.errors import KafkaTransient, MemberFenced, StoreUnavailable
 
 logger = logging.getLogger(__name__)
@@ -112,7 +112,9 @@ class ConsumerProcess:
 
     def _member(self):
         """A new consumer-group member (its rebalance callback writes revocations at
-        once, from kafka-python's IO thread, on a connection of its own)."""
+        once, from kafka-python's IO thread, on a connection of its own); its fetches
+        return at once until concurrent writes show (kvstore.pacing)."""
+        self._pacing = pacing.FetchPacing()
         return log.GroupConsumer(
             self.settings,
             self.namespace_of,
@@ -196,6 +198,10 @@ class ConsumerProcess:
             self._view = view
             logger.info("generation %s: owners %s", view.generation, view.owners)
         batch, moved = self._batch(fetched, fresh)
+        batching = self._pacing.observe(sum(len(r) for r, _ in batch.values()))
+        if batching is not None:
+            group.batch_fetches(batching, pacing.BATCH_WAIT_MS, pacing.BATCH_BYTES)
+            logger.debug("fetches %s", "batch" if batching else "return at once")
         if batch:
             self.applied_total += apply.apply_batch(
                 conn,

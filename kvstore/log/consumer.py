@@ -25,6 +25,10 @@ from kvstore.log.assignor import CoPartitionedAssignor
 from kvstore.log.common import NO_CLIENT_METRICS, client_config
 from kvstore.log.common import translated as _translated
 
+# With fetch_min_bytes=1, a fetch returns with the first record; this bounds only the
+# wait when there is none.
+FETCH_WAIT_MS = 100
+
 
 class _Events(ConsumerRebalanceListener):
     """Records rebalance events for the main loop. kafka-python calls these on its IO
@@ -152,7 +156,7 @@ class GroupConsumer:
                 session_timeout_ms=session_timeout_ms,
                 heartbeat_interval_ms=max(100, session_timeout_ms // 5),
                 max_poll_records=max_poll_records,
-                fetch_max_wait_ms=100,
+                fetch_max_wait_ms=FETCH_WAIT_MS,
                 max_partition_fetch_bytes=8 * 1024 * 1024,
                 allow_auto_create_topics=False,
                 # The group leader re-plans when partitions appear; stale metadata would
@@ -193,6 +197,17 @@ class GroupConsumer:
     def generation(self):
         stable = self._consumer._coordinator.generation_if_stable()
         return None if stable is None else stable.generation_id
+
+    def batch_fetches(self, batching, wait_ms=0, min_bytes=1):
+        """Let each fetch wait at the broker up to `wait_ms` for `min_bytes` (batching),
+        or return with the first record. kafka-python reads both from its fetcher's
+        config whenever it builds a fetch request, and has no public way to change
+        them."""
+        config = self._consumer._fetcher.config
+        if batching:
+            config["fetch_min_bytes"], config["fetch_max_wait_ms"] = min_bytes, wait_ms
+        else:
+            config["fetch_min_bytes"], config["fetch_max_wait_ms"] = 1, FETCH_WAIT_MS
 
     def poll(self, timeout_ms):
         """{(topic, partition): [record]}; a record has .offset, .key, .value (None:
