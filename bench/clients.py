@@ -14,6 +14,7 @@ concurrent writes.
 """
 
 import argparse
+import collections
 import multiprocessing
 import statistics
 import sys
@@ -134,7 +135,7 @@ def main():
     parser.add_argument("--threads", default="1,5,16")
     args = parser.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
-    figures = {}  # (what, metrics) -> [CPU seconds per record]
+    figures = collections.defaultdict(list)  # (what, metrics) -> [CPU s per record]
     with LocalKafka(nodes=1) as kafka:
         admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
         admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1)])
@@ -144,13 +145,11 @@ def main():
             for metrics in (True, False):
                 for count in threads:
                     figure = produce_cpu(kafka.bootstrap, metrics, count, args.seconds)
-                    figures.setdefault((f"producer, {count} threads", metrics), [])
                     figures[(f"producer, {count} threads", metrics)].append(figure)
                 figure = consume_cpu(kafka.bootstrap, metrics, args.seconds)
-                figures.setdefault(("consumer, 1,000 records/s", metrics), [])
                 figures[("consumer, 1,000 records/s", metrics)].append(figure)
             figure = consume_cpu(kafka.bootstrap, False, args.seconds, paced=True)
-            figures.setdefault((PACED, False), []).append(figure)
+            figures[(PACED, False)].append(figure)
     print("| CPU ms per record (rounds; median) | metrics on | metrics off |")
     print("| --- | --- | --- |")
     for what in dict.fromkeys(what for what, _ in figures):

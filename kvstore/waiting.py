@@ -115,10 +115,8 @@ class Changes:
         """Set the events of the waiters `positions` satisfies (under _moved)."""
         for key, targets in self._targets.items():
             position = positions.get(key)
-            if position is None:
-                continue
             for reached, offset in targets.items():
-                if position.position > offset or position.state == cache.REVOKED:
+                if _verdict(position, offset) is not None:
                     reached.set()
 
     def _positions(self):
@@ -156,15 +154,21 @@ def until_applied(reader, changes, namespace, partition, offset, timeout):
 
 
 def _applied(reader, namespace, partition, offset):
-    """True once the cache has applied `offset`, False once the partition is revoked,
-    None while neither."""
+    """`_verdict` on the partition's Position in the cache now."""
     conn = reader.connection()
-    state = cache.position(conn, namespace, partition) if conn else None
-    if state is None:
+    return _verdict(
+        cache.position(conn, namespace, partition) if conn else None, offset
+    )
+
+
+def _verdict(position, offset):
+    """True once a partition's Position (or None) is past `offset`, False once it is
+    revoked, None while neither: what a writer waiting for `offset` is told."""
+    if position is None:
         return None
-    if state.position > offset:
+    if position.position > offset:
         return True
-    return False if state.state == cache.REVOKED else None
+    return False if position.state == cache.REVOKED else None
 
 
 class Slots:

@@ -9,8 +9,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from kvstore.errors import StoreUnavailable
 from kvstore.log.common import (
-    NO_CLIENT_METRICS,
-    client_config,
+    consumer_config,
     producer_config,
     translated as _translated,
 )
@@ -104,8 +103,7 @@ def _read_to_end(settings, topic, start_offsets, timeout_s):
         group_id=None,
         max_poll_records=5000,
         max_partition_fetch_bytes=8 * 1024 * 1024,
-        **client_config(settings),
-        **NO_CLIENT_METRICS,
+        **consumer_config(settings),
     )
     try:
         with _translated(f"read {topic}"):

@@ -45,6 +45,11 @@ def client_config(settings):
 NO_CLIENT_METRICS = {"metrics_enabled": False}
 
 
+def consumer_config(settings):
+    """`client_config` plus what the store's consumers share: no client metrics."""
+    return {**client_config(settings), **NO_CLIENT_METRICS}
+
+
 def producer_config(settings):
     """`client_config` plus what the store's producers share: the codec, and no
     client metrics."""

@@ -22,8 +22,7 @@ from kafka.coordinator.consumer import ConsumerCoordinator
 from kvstore import lease
 from kvstore.errors import StoreUnavailable
 from kvstore.log.assignor import CoPartitionedAssignor
-from kvstore.log.common import NO_CLIENT_METRICS, client_config
-from kvstore.log.common import translated as _translated
+from kvstore.log.common import consumer_config, translated as _translated
 
 # With fetch_min_bytes=1, a fetch returns with the first record; this bounds only the
 # wait when there is none.
@@ -162,8 +161,7 @@ class GroupConsumer:
                 # The group leader re-plans when partitions appear; stale metadata would
                 # delay that.
                 metadata_max_age_ms=5000,
-                **client_config(settings),
-                **NO_CLIENT_METRICS,
+                **consumer_config(settings),
             )
             # Install the lease hooks before the first join (KafkaConsumer builds its
             # coordinator itself and offers no way to pass another class).

@@ -8,8 +8,7 @@ import kafka.errors
 from kafka import KafkaConsumer, TopicPartition
 
 from kvstore.errors import StoreUnavailable
-from kvstore.log.common import NO_CLIENT_METRICS, client_config
-from kvstore.log.common import translated as _translated
+from kvstore.log.common import consumer_config, translated as _translated
 
 
 class Record(NamedTuple):
@@ -40,8 +39,7 @@ class PartitionReader:
                 fetch_max_wait_ms=max_wait_ms,
                 max_poll_records=2000,
                 max_partition_fetch_bytes=4 * 1024 * 1024,
-                **client_config(settings),
-                **NO_CLIENT_METRICS,
+                **consumer_config(settings),
             )
             self._consumer.assign(list(self._tps.values()))
         except kafka.errors.KafkaError as exc:
