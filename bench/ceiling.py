@@ -10,10 +10,13 @@ service, all in one run on one broker.
 200: no WSGI app can answer GETs faster under it. `produce` adds one acks=all write
 per request through a kafka-python producer per worker: the most PUTs a store with
 "one producer per web process" could acknowledge, before any cache, routing or
-read-your-writes wait. Each service is warmed up first (GET 3 s, PUT 20 s: the
-broker's JIT), then the rounds alternate the order of services. Prints, per figure,
-the median rate, p50 and p99 and the CPU per request of the web processes and of the
-broker (from /proc); "service" counts the store's consumer process too.
+read-your-writes wait. `relay` sends the same writes through one producer for all
+the workers, in a process of its own (bench/ceiling_relay.py): what "one producer per
+instance" would allow, the hand-off over a Unix socket included. Each service is
+warmed up first (GET 3 s, PUT 20 s: the broker's JIT), then the rounds alternate the
+order of services. Prints, per figure, the median rate, p50 and p99 and the CPU per
+request of the web processes and of the broker (from /proc); "service" counts the
+store's consumer process too, and the relay's process.
 """
 
 import argparse
@@ -40,6 +43,7 @@ from tests.brokers import LocalKafka, free_port  # noqa: E402
 from tests.instances import GUNICORN, pgrep, wait_for  # noqa: E402
 
 GET, PUT = ["getkv", str(RECORDS)], ["putkv"]
+RELAY = "relay.sock"
 
 
 def main():
@@ -68,19 +72,36 @@ def main():
             urls = {"store": node.url, "streams": peer.url}
             with log.admin(node.settings) as admin:  # its own topic, like the store's
                 admin.create("ceiling", node.settings.partitions, 1, {})
-            for app in ("hello", "produce"):
-                web, urls[app] = serve(app, kafka.bootstrap, node.settings.partitions)
+            relay = start_relay(kafka.bootstrap, node.settings.partitions, tmp)
+            services.append(relay.terminate)
+            for app in ("hello", "produce", "relay"):
+                web, urls[app] = serve(
+                    app, kafka.bootstrap, node.settings.partitions, relay=tmp / RELAY
+                )
                 services.append(web.terminate)
                 services_pids[app] = pgrep("-P", str(web.pid))
-            measure(urls, services_pids, broker, args)
+            services_pids["relay"].append(relay.pid)
+            measure(urls, services_pids, broker, args, {"relay": [relay.pid]})
         finally:
             for stop in services:
                 stop()
             node.stop()
 
 
-def serve(app, bootstrap, partitions, workers=3, threads=4):
-    """gunicorn with the store's worker settings, serving bench/ceiling_app:`app`."""
+def start_relay(bootstrap, partitions, tmp):
+    """bench/ceiling_relay.py, listening on tmp / RELAY."""
+    relay = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "ceiling_relay.py"), str(tmp / RELAY)]
+        + [bootstrap, "ceiling", str(partitions)],
+        cwd=ROOT,
+    )
+    wait_for(lambda: (tmp / RELAY).exists(), 30, "the relay to listen")
+    return relay
+
+
+def serve(app, bootstrap, partitions, workers=3, threads=4, relay=None):
+    """gunicorn with the store's worker settings, serving bench/ceiling_app:`app`
+    (`relay`: the socket of bench/ceiling_relay.py, for the app of that name)."""
     port = free_port()
     web = subprocess.Popen(
         [GUNICORN, "-w", str(workers), "--threads", str(threads), "-k", "gthread"]
@@ -91,19 +112,23 @@ def serve(app, bootstrap, partitions, workers=3, threads=4):
             CEILING_BOOTSTRAP=bootstrap,
             CEILING_TOPIC="ceiling",
             CEILING_PARTITIONS=str(partitions),
+            CEILING_RELAY=str(relay),
         ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _answers(url, app == "produce"), 30, f"{app} to answer")
+    wait_for(lambda: _answers(url, app != "hello"), 30, f"{app} to answer")
     return web, url
 
 
-def measure(urls, services_pids, broker, args):
+def measure(urls, services_pids, broker, args, parts=None):
+    """`parts`: {service: pids} of a process whose share of its service's CPU is
+    printed too (the relay's)."""
+    parts = parts or {}
     loads = {
         "GET": (GET, ("store", "streams", "hello")),
-        "PUT": (PUT, ("store", "streams", "produce")),
+        "PUT": (PUT, ("store", "streams", "produce", "relay")),
     }
     for kind, (script, names) in loads.items():
         for name in names:
@@ -111,18 +136,21 @@ def measure(urls, services_pids, broker, args):
         figures = {name: [] for name in names}
         for n in range(args.rounds):
             for name in names if n % 2 == 0 else reversed(names):
+                part = {"of which " + name: parts[name]} if name in parts else {}
                 figure, spent = cpu_per_request(
-                    {"service": services_pids[name], "broker": broker},
+                    {"service": services_pids[name], "broker": broker, **part},
                     lambda: wrk(urls[name], script, 16, args.seconds),
                 )
                 figures[name].append({**figure, **spent})
         for name, runs in figures.items():
             med = {k: statistics.median(f[k] for f in runs) for k in runs[0]}
             each = ", ".join(f"{f['rps']:,.0f}" for f in runs)
+            part = "of which " + name
+            share = f" ({part} {med[part]:.3f})" if part in med else ""
             print(
                 f"{kind} {name:8} {med['rps']:8,.0f} req/s  p50 {med['p50_ms']:.2f} ms"
                 f"  p99 {med['p99_ms']:.2f} ms  CPU ms per request: service "
-                f"{med['service']:.3f}, broker {med['broker']:.3f}"
+                f"{med['service']:.3f}{share}, broker {med['broker']:.3f}"
                 f"  (rounds: {each};"
                 f" non-2xx {sum(f['non2xx'] for f in runs):.0f})",
                 flush=True,

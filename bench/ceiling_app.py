@@ -5,9 +5,14 @@ store must not, served by the same gunicorn as the store (bench/ceiling.py).
 - `produce`: one record per request through one idempotent, acks=all, linger-0
   kafka-python producer per worker process (the store's producer settings), answered
   once the broker acknowledges it. No cache, no routing, no read-your-writes wait.
+- `relay`: the same, through one producer for all the workers, in another process
+  (bench/ceiling_relay.py, over a Unix socket per worker thread): what "one producer
+  per instance" would allow.
 """
 
 import os
+import socket
+import struct
 import threading
 import zlib
 
@@ -22,8 +27,14 @@ HEADERS = [
     ("Server-Timing", "total;dur=0.1"),
     ("Vary", "Accept, Cookie"),
 ]
+PRODUCER_SETTINGS = dict(
+    acks="all", enable_idempotence=True, linger_ms=0, metrics_enabled=False
+)
+RELAY_HEAD = struct.Struct("!HI")  # bench/ceiling_relay.py's: key, value lengths
+RELAY_OFFSET = struct.Struct("!q")
 _producer = None
 _lock = threading.Lock()
+_relayed = threading.local()
 
 
 def hello(environ, start_response):
@@ -41,7 +52,31 @@ def produce(environ, start_response):
         value=body,
         partition=zlib.crc32(key) % partitions,
     )
-    answer = b'{"offset":%d}' % sent.get(10).offset
+    return _created(sent.get(10).offset, start_response)
+
+
+def relay(environ, start_response):
+    body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    key = environ["PATH_INFO"].encode()
+    conn = getattr(_relayed, "conn", None)
+    if conn is None:
+        conn = _relayed.conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.connect(os.environ["CEILING_RELAY"])
+    conn.sendall(RELAY_HEAD.pack(len(key), len(body)) + key + body)
+    answer = b""
+    while len(answer) < RELAY_OFFSET.size:
+        got = conn.recv(RELAY_OFFSET.size - len(answer))
+        if not got:
+            raise ConnectionError("the relay went away")
+        answer += got
+    (offset,) = RELAY_OFFSET.unpack(answer)
+    if offset < 0:
+        raise RuntimeError("the relay's producer failed")
+    return _created(offset, start_response)
+
+
+def _created(offset, start_response):
+    answer = b'{"offset":%d}' % offset
     start_response(
         "201 Created",
         [("Content-Type", "application/json"), ("Content-Length", str(len(answer)))],
@@ -55,9 +90,6 @@ def producer():
     with _lock:
         if _producer is None:
             _producer = KafkaProducer(
-                bootstrap_servers=os.environ["CEILING_BOOTSTRAP"],
-                acks="all",
-                enable_idempotence=True,
-                linger_ms=0,
+                bootstrap_servers=os.environ["CEILING_BOOTSTRAP"], **PRODUCER_SETTINGS
             )
         return _producer
