@@ -393,6 +393,11 @@ def test_a_producer_stuck_after_a_stall_is_detected(tmp_path):
             fresh = log.Producer(settings, 5.0)
             assert fresh.send(topic, 0, b"k", b"4").offset >= 1
             fresh.close()
+            # A stuck producer still holds a record it will never send; closing it
+            # without waiting (as its replacement does) must still end its I/O thread.
+            sender = producer._producer._sender
             producer.close(timeout=0)
+            sender.join(5)
+            assert not sender.is_alive(), "a closed producer's I/O thread lives on"
         finally:
             broker.run("stop")

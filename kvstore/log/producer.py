@@ -21,6 +21,10 @@ logger = logging.getLogger(__name__)
 # the topic's max.message.bytes minus it is refused by the broker.
 RECORD_OVERHEAD = 128
 
+# How long a close waits for an abandoned client's I/O thread to stop (it stops at its
+# next turn, woken at once).
+ABANDON_WAIT = 1.0
+
 # Errors with which a broker refuses a record for good: no attempt of it was appended
 # (retries of an idempotent producer that were appended answer as duplicates).
 REFUSED = (
@@ -92,7 +96,27 @@ class Producer:
         return pid is not None and not pid.is_valid
 
     def close(self, timeout=5):
+        """Close the client, first waiting up to `timeout` s for the records still
+        under way. A record it cannot deliver by then (a stuck producer's; any, with
+        Kafka gone) is abandoned: its writer's wait ends in WriteOutcomeUnknown, since
+        an attempt may have reached the broker."""
         try:
             self._producer.close(timeout=timeout)
+            return
+        except kafka.errors.KafkaTimeoutError:
+            pass  # records left: see below
+        except kafka.errors.KafkaError as exc:
+            logger.warning("closing a producer: %s", exc)
+            return
+        # kafka-python flushes before it closes, and when the flush times out it gives
+        # up the close with its I/O thread still running, for good (a stuck producer's
+        # records are never sent). Stop that thread without sending: it fails the
+        # records it holds (IllegalStateError); then the close completes.
+        sender = getattr(self._producer, "_sender", None)
+        if sender is not None:
+            sender.force_close()
+            sender.join(ABANDON_WAIT)
+        try:
+            self._producer.close(timeout=0)
         except kafka.errors.KafkaError as exc:
             logger.warning("closing a producer: %s", exc)
