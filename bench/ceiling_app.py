@@ -30,7 +30,9 @@ HEADERS = [
 PRODUCER_SETTINGS = dict(
     acks="all", enable_idempotence=True, linger_ms=0, metrics_enabled=False
 )
-RELAY_HEAD = struct.Struct("!HI")  # bench/ceiling_relay.py's: key, value lengths
+# A request to bench/ceiling_relay.py: key and value lengths, then the key and the
+# value. Its answer: the record's offset, or -1 when it failed.
+RELAY_HEAD = struct.Struct("!HI")
 RELAY_OFFSET = struct.Struct("!q")
 _producer = None
 _lock = threading.Lock()

@@ -13,7 +13,6 @@ thread reads every connection (a selector); kafka-python's I/O thread answers th
 import os
 import selectors
 import socket
-import struct
 import sys
 import zlib
 from pathlib import Path
@@ -22,10 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.ceiling_app import PRODUCER_SETTINGS  # noqa: E402
+from bench.ceiling_app import RELAY_HEAD as HEAD  # noqa: E402
+from bench.ceiling_app import RELAY_OFFSET as OFFSET  # noqa: E402
 from kafka import KafkaProducer  # noqa: E402
-
-HEAD = struct.Struct("!HI")  # key length, value length
-OFFSET = struct.Struct("!q")
 
 
 def serve(path, bootstrap, topic, partitions):
