@@ -200,7 +200,10 @@ class ConsumerProcess:
         batch, moved = self._batch(fetched, fresh)
         batching = self._pacing.observe(sum(len(r) for r, _ in batch.values()))
         if batching is not None:
-            group.batch_fetches(batching, pacing.BATCH_WAIT_MS, pacing.BATCH_BYTES)
+            if batching:
+                group.batch_fetches(pacing.BATCH_WAIT_MS, pacing.BATCH_BYTES)
+            else:
+                group.fetch_at_once()
             logger.debug("fetches %s", "batch" if batching else "return at once")
         if batch:
             self.applied_total += apply.apply_batch(

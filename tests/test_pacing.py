@@ -66,10 +66,10 @@ def first_record_after(group, writer, partition):
 
 
 def test_kafka_python_fetches_as_the_pacing_says(store_settings):
-    """GroupConsumer.batch_fetches changes kafka-python's fetcher settings in place: a
-    fetch told to wait for more than one record holds a lone record until its wait
-    ends, and one told to return at once does not (a kafka-python that copied them
-    would fail this)."""
+    """GroupConsumer.batch_fetches and fetch_at_once change kafka-python's fetcher
+    settings in place: a fetch told to wait for more than one record holds a lone
+    record until its wait ends, and one told to return at once does not (a
+    kafka-python that copied them would fail this)."""
     with log.admin(store_settings) as admin:
         topics.ensure(admin, store_settings)
     topic = store_settings.topics()["kv"]
@@ -86,10 +86,10 @@ def test_kafka_python_fetches_as_the_pacing_says(store_settings):
             assert time.monotonic() - began < 60, "never assigned"
         with rawlog.Writer(store_settings.bootstrap_servers, topic) as writer:
             assert first_record_after(group, writer, 0) < 0.5
-            group.batch_fetches(True, wait_ms=1500, min_bytes=10**6)
+            group.batch_fetches(wait_ms=1500, min_bytes=10**6)
             time.sleep(0.3)  # the fetch sent before the change returns
             assert first_record_after(group, writer, 1) >= 1.0
-            group.batch_fetches(False)
+            group.fetch_at_once()
             time.sleep(1.7)  # the waiting fetch sent before the change returns
             assert first_record_after(group, writer, 2) < 0.5
     finally:

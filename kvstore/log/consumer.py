@@ -196,16 +196,16 @@ class GroupConsumer:
         stable = self._consumer._coordinator.generation_if_stable()
         return None if stable is None else stable.generation_id
 
-    def batch_fetches(self, batching, wait_ms=0, min_bytes=1):
-        """Let each fetch wait at the broker up to `wait_ms` for `min_bytes` (batching),
-        or return with the first record. kafka-python reads both from its fetcher's
-        config whenever it builds a fetch request, and has no public way to change
-        them."""
+    def batch_fetches(self, wait_ms, min_bytes):
+        """Let each fetch wait at the broker up to `wait_ms` for `min_bytes`.
+        kafka-python reads both from its fetcher's config whenever it builds a fetch
+        request, and has no public way to change them."""
         config = self._consumer._fetcher.config
-        if batching:
-            config["fetch_min_bytes"], config["fetch_max_wait_ms"] = min_bytes, wait_ms
-        else:
-            config["fetch_min_bytes"], config["fetch_max_wait_ms"] = 1, FETCH_WAIT_MS
+        config["fetch_min_bytes"], config["fetch_max_wait_ms"] = min_bytes, wait_ms
+
+    def fetch_at_once(self):
+        """Let each fetch return with the first record again, as it was made to."""
+        self.batch_fetches(FETCH_WAIT_MS, 1)
 
     def poll(self, timeout_ms):
         """{(topic, partition): [record]}; a record has .offset, .key, .value (None:
