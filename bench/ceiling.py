@@ -20,6 +20,7 @@ store's consumer process too, and the relay's process.
 """
 
 import argparse
+import contextlib
 import os
 import statistics
 import subprocess
@@ -47,45 +48,61 @@ RELAY = "relay.sock"
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=2)
-    args = parser.parse_args()
-    args.workers, args.threads = 3, 4
+    args = arguments(__doc__)
+    with store_and_peer(args, "ceiling-streams") as (kafka, tmp, node, peer, services):
+        broker = pgrep("-f", BROKER)
+        services_pids = {
+            "store": [node.consumer.pid] + pgrep("-P", str(node.web.pid)),
+            "streams": [peer.pid],
+        }
+        urls = {"store": node.url, "streams": peer.url}
+        with log.admin(node.settings) as admin:  # its own topic, like the store's
+            admin.create("ceiling", node.settings.partitions, 1, {})
+        relay = start_relay(kafka.bootstrap, node.settings.partitions, tmp)
+        services.append(relay.terminate)
+        for app in ("hello", "produce", "relay"):
+            web, urls[app] = serve(
+                app, kafka.bootstrap, node.settings.partitions, relay=tmp / RELAY
+            )
+            services.append(web.terminate)
+            services_pids[app] = pgrep("-P", str(web.pid))
+        services_pids["relay"].append(relay.pid)
+        measure(urls, services_pids, broker, args, {"relay": [relay.pid]})
+
+
+@contextlib.contextmanager
+def store_and_peer(args, peer_name):
+    """A broker, one store instance holding RECORDS records and the Kafka Streams
+    service over its topic, which agree: (kafka, tmp, node, peer, services). At the
+    end it calls every stop in `services` (which the caller may add to), then stops
+    the peer, the instance and the broker."""
     with LocalKafka(nodes=1) as kafka, tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         node = start(kafka.bootstrap, tmp, args)
         services = []
         try:
             kv = node.settings.topic("kv")
-            peer = StreamsPeer(kafka.bootstrap, kv, "ceiling-streams", tmp / "peer")
+            peer = StreamsPeer(kafka.bootstrap, kv, peer_name, tmp / "peer")
             services.append(peer.stop)
             peer.start().wait_ready(300)
             last = f"{peer.url}/api/kv/key-{RECORDS - 1:07d}"
             wait_for(lambda: _answers(last), 60, "the peer to read the records")
             check_agreement(node.url, peer.url)
-            broker = pgrep("-f", BROKER)
-            services_pids = {
-                "store": [node.consumer.pid] + pgrep("-P", str(node.web.pid)),
-                "streams": [peer.pid],
-            }
-            urls = {"store": node.url, "streams": peer.url}
-            with log.admin(node.settings) as admin:  # its own topic, like the store's
-                admin.create("ceiling", node.settings.partitions, 1, {})
-            relay = start_relay(kafka.bootstrap, node.settings.partitions, tmp)
-            services.append(relay.terminate)
-            for app in ("hello", "produce", "relay"):
-                web, urls[app] = serve(
-                    app, kafka.bootstrap, node.settings.partitions, relay=tmp / RELAY
-                )
-                services.append(web.terminate)
-                services_pids[app] = pgrep("-P", str(web.pid))
-            services_pids["relay"].append(relay.pid)
-            measure(urls, services_pids, broker, args, {"relay": [relay.pid]})
+            yield kafka, tmp, node, peer, services
         finally:
-            for stop in services:
+            for stop in reversed(services):
                 stop()
             node.stop()
+
+
+def arguments(doc):
+    """--seconds and --rounds, and the store's worker settings."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    args.workers, args.threads = 3, 4
+    return args
 
 
 def start_relay(bootstrap, partitions, tmp):
@@ -122,14 +139,16 @@ def serve(app, bootstrap, partitions, workers=3, threads=4, relay=None):
     return web, url
 
 
-def measure(urls, services_pids, broker, args, parts=None):
+LOADS = {
+    "GET": (GET, ("store", "streams", "hello")),
+    "PUT": (PUT, ("store", "streams", "produce", "relay")),
+}
+
+
+def measure(urls, services_pids, broker, args, parts=None, loads=LOADS):
     """`parts`: {service: pids} of a process whose share of its service's CPU is
-    printed too (the relay's)."""
+    printed too (the relay's); `loads`: {kind: (wrk script, services)}."""
     parts = parts or {}
-    loads = {
-        "GET": (GET, ("store", "streams", "hello")),
-        "PUT": (PUT, ("store", "streams", "produce", "relay")),
-    }
     for kind, (script, names) in loads.items():
         for name in names:
             wrk(urls[name], script, 16, 3 if kind == "GET" else 20)  # warm-up

@@ -1,0 +1,85 @@
+"""A prototype, for bench/asgi.py only: the store served by gunicorn's uvicorn worker
+class (`-k uvicorn_worker.UvicornWorker`, an ASGI event loop with a C HTTP parser)
+instead of its threaded worker. Not how the store is deployed (docs/PROFILES.md §11
+says what adopting it would take).
+
+- `store`: a plain JSON GET of one key is answered by the store's own fast path
+  (kvstore.api.fast) in the event loop, with the same answer and headers it gives
+  under the threaded worker; every other request (PUTs, the browsable API, errors)
+  goes to the store's WSGI application, fast path included, in a thread pool
+  (a2wsgi's bridge).
+- `hello`: bench/ceiling_app.py's fixed answer, as an ASGI app: the floor of this
+  worker class, as `hello` is the threaded worker's.
+"""
+
+import io
+
+from a2wsgi import WSGIMiddleware
+from a2wsgi.wsgi import build_environ
+
+from bench.ceiling_app import BODY, HEADERS
+from config.wsgi import application as fast
+from kvstore.api.fast import MIN_POSITION, NOT_PLAIN, _context
+
+# The threaded worker's 4 threads per worker, and room for a few long waits.
+THREADS = 8
+NO_BODY = io.BytesIO(b"")
+HELLO = [(name.lower().encode(), value.encode()) for name, value in HEADERS]
+
+
+def _raw_uri(environ):
+    """gunicorn's RAW_URI (the request target as sent), which the fast path reads to
+    leave a path that needs percent-decoding to Django."""
+    scope = environ["asgi.scope"]
+    query = scope["query_string"]
+    raw = scope.get("raw_path") or scope["path"].encode()
+    return (raw + (b"?" + query if query else b"")).decode("latin-1")
+
+
+def _with_raw_uri(environ, start_response):
+    environ["RAW_URI"] = _raw_uri(environ)
+    return fast(environ, start_response)
+
+
+bridge = WSGIMiddleware(_with_raw_uri, workers=THREADS)
+
+
+async def store(scope, receive, send):
+    if scope["type"] != "http":
+        return  # the lifespan protocol: nothing to start or stop
+    if scope["method"] == "GET":
+        answer = _fast_get(scope)
+        if answer is not None:
+            status, headers, body = answer
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": int(status[:3]),
+                    "headers": [
+                        (name.lower().encode("latin-1"), value.encode("latin-1"))
+                        for name, value in headers
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+    await bridge(scope, receive, send)
+
+
+def _fast_get(scope):
+    """The fast path's (status, headers, body) for a plain GET, else None. It reads
+    the cache without waiting (a GET that would wait is not plain)."""
+    environ = build_environ(scope, NO_BODY)
+    environ["RAW_URI"] = _raw_uri(environ)
+    plain = fast._plain(environ, NOT_PLAIN)
+    if plain is None or MIN_POSITION in environ:
+        return None
+    namespace, key, hops = plain
+    return fast._answer(environ, namespace, key, _context(environ, namespace), hops)
+
+
+async def hello(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": HELLO})
+    await send({"type": "http.response.body", "body": BODY})
