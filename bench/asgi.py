@@ -8,8 +8,9 @@ Kafka Streams service, in one run on one broker.
 
 One instance (its consumer, 20,000 records) has two web sides on two ports, both
 3 workers reading its one cache: `store`, the deployment (config.wsgi, 3 x 4
-threads), and `store-uvicorn`, the prototype of bench/asgi_front.py (its fast path in
-the event loop, the rest of the store in a pool of 8 threads per worker). `hello` and
+threads), and `store-uvicorn`, the prototype of bench/asgi_front.py (plain GETs
+answered in the event loop, PUTs written by 4 threads per worker, the rest of the
+store through a2wsgi's bridge). `hello` and
 `hello-uvicorn` are the two worker classes answering a fixed 200. The rounds
 alternate the order of services, as bench/ceiling.py's do; "service" CPU counts the
 instance's consumer for both web sides. Both web sides' workers wake on every write the
