@@ -20,6 +20,7 @@ from concurrent import futures
 
 from a2wsgi import WSGIMiddleware
 from a2wsgi.wsgi import build_environ
+from django.conf import settings as django_settings
 
 from bench.ceiling_app import BODY, HEADERS
 from config.wsgi import application as fast
@@ -70,10 +71,27 @@ async def store(scope, receive, send):
             )
             await send({"type": "http.response.body", "body": body})
             return
-    if scope["method"] == "PUT":
+    if scope["method"] == "PUT" and _bounded(scope):
         await _whole(scope, receive, send)
         return
     await bridge(scope, receive, send)
+
+
+def _bounded(scope):
+    """Whether a request declares a body the store would read (a Content-Length no
+    larger than Django's limit, no Transfer-Encoding): any other is the store's to
+    refuse before its body arrives, so it goes through the bridge."""
+    length = None
+    for name, value in scope["headers"]:
+        if name == b"transfer-encoding":
+            return False
+        if name == b"content-length":
+            length = value
+    return (
+        length is not None
+        and length.isdigit()
+        and int(length) <= django_settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    )
 
 
 async def _whole(scope, receive, send):
