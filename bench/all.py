@@ -4,8 +4,8 @@
     bench/run --records 50000 --seconds 3 --requests 200 --output /tmp/b.md  (a check)
 
 Starts a broker (bin/kafka-local), the store and the baseline (bench/baseline: the same
-users API as a Django ORM model with a DRF ModelViewSet on SQLite, under the same
-gunicorn settings) and the Kafka Streams service over the store's kv topic
+users API as a Django ORM model with a DRF ModelViewSet on SQLite, under gunicorn's
+threaded worker with the store's worker and thread counts) and the Kafka Streams service over the store's kv topic
 (bench/peers/streams-kv, bench/streams_peer.py), runs each benchmark, stops everything.
 Load comes from wrk (bench/load.lua) except where the thing measured is a Python
 library (the routing client) or a route through a 307, measured beside its peer with
@@ -886,8 +886,9 @@ Written by `bench/run` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {t
 Machine: {os.cpu_count()} cores ({cpu}), {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB,
 Python {platform.python_version()}, Apache Kafka 4.1.1 (bin/kafka-local, one node), kafka-python 3.0.12, {java}.
 Everything (broker, store, baseline, Kafka Streams service, wrk) shares those cores, so each figure stands
-beside a peer measured in the same run. The store runs one instance (gunicorn {WORKERS} workers × {THREADS} threads +
-its consumer process); the baseline (bench/baseline) runs the same gunicorn settings over a DRF
+beside a peer measured in the same run. The store runs one instance (gunicorn {WORKERS} workers of the store's worker
+class, kvstore/api/loop.py, with {THREADS} threads each for writes + its consumer process); the baseline
+(bench/baseline) runs gunicorn's threaded worker, {WORKERS} workers × {THREADS} threads, over a DRF
 ModelViewSet on SQLite (WAL). Load: wrk, 16 connections, {args.seconds} s per figure unless said;
 {USERS:,} users; GET and PUT pick a random existing user. The wrk figures of the store, the baseline
 and the Kafka Streams service: each service first warmed up (GET {WARM_UP_S['get']} s, PUT
