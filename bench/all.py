@@ -4,8 +4,8 @@
     bench/run --records 50000 --seconds 3 --requests 200 --output /tmp/b.md  (a check)
 
 Starts a broker (bin/kafka-local), the store and the baseline (bench/baseline: the same
-users API as a Django ORM model with a DRF ModelViewSet on SQLite, under the same
-gunicorn settings) and the Kafka Streams service over the store's kv topic
+users API as a Django ORM model with a DRF ModelViewSet on SQLite, under gunicorn's
+threaded worker with the store's worker and thread counts) and the Kafka Streams service over the store's kv topic
 (bench/peers/streams-kv, bench/streams_peer.py), runs each benchmark, stops everything.
 Load comes from wrk (bench/load.lua) except where the thing measured is a Python
 library (the routing client) or a route through a 307, measured beside its peer with
@@ -562,8 +562,9 @@ def streams_load(args, report, node, peer):
 
 
 def _floors(args, report, settings, theirs):
-    """What gunicorn itself allows, beside the peer: a WSGI app answering a fixed 200,
-    one that only writes each PUT through a kafka-python producer per worker, and one
+    """What gunicorn itself allows, beside the peer: an app answering a fixed 200
+    (under the store's worker class and under the threaded worker), a WSGI app that
+    only writes each PUT through a kafka-python producer per worker, and one
     that writes it through one producer for the whole instance (bench/ceiling_app.py,
     bench/ceiling_relay.py), under the store's gunicorn settings."""
     with log.admin(settings) as admin:
@@ -593,6 +594,7 @@ def _floors(args, report, settings, theirs):
 
 
 FLOORS = (
+    ("hello_asgi", "get", ["getkv", "1"], "GET answered with a fixed 200"),
     ("hello", "get", ["getkv", "1"], "GET answered with a fixed 200"),
     ("produce", "put", ["putkv"], "PUT acknowledged by Kafka (acks=all), nothing else"),
     (
@@ -604,10 +606,17 @@ FLOORS = (
 )
 
 
+def _worker_class(app):
+    if app.endswith("_asgi"):
+        return "the store's worker class"
+    return f"the threaded worker, {THREADS} threads"
+
+
 def _floor_row(report, app, what, figure, theirs):
     ratio = _div(figure["rps"], theirs["rps"])
     report.row(
-        f"floor: gunicorn ({WORKERS} × {THREADS}) and bench/ceiling_app.py:{app}, "
+        f"floor: gunicorn ({WORKERS} workers, {_worker_class(app)}) and "
+        f"bench/ceiling_app.py:{app}, "
         f"{what}, 16 connections (req/s; p50 / p99 ms)",
         f"{figure['rps']:,.0f} ({_pp(figure)})",
         f"{theirs['rps']:,.0f} ({_pp(theirs)})",
@@ -679,15 +688,11 @@ def _rss_mb(pid):
 
 
 GET_COST = (
-    "PROFILES.md §4 and §8: a GET is answered below Django now; gunicorn's threaded "
-    "worker answering a fixed 200 (the floor row below) is itself near 0.3× the peer, "
-    "so the target leaves the store almost no CPU of its own per GET; two thirds of a "
-    "worker's time is gunicorn's pure-Python HTTP handling (parse, thread hand-off, "
-    "write), the rest the routing reads, the entry, metrics and the answer; under "
-    "gunicorn's uvicorn worker class (a C HTTP parser and an event loop) the same fast "
-    "path answered 2.0-2.7× as many GETs, 0.28-0.45× the peer, in five runs of a "
-    "prototype that does not yet keep every refusal of malformed requests or the watch "
-    "streams' slots (§11, bench/asgi.py)"
+    "PROFILES.md §4, §8 and §11: a GET is answered below Django, in the event loop of "
+    "the store's worker class (gunicorn's uvicorn worker, since §11; the first floor "
+    "row below is it answering a constant); of a worker's time, writing the answer to "
+    "the socket takes about 40 %, the store's fast path about a third (the cache read "
+    "and routing, metrics, the answer), uvicorn's parse the rest"
 )
 
 WRITE_COST = (
@@ -700,8 +705,7 @@ WRITE_COST = (
     "one of sixteen sent together (bench/clients.py); one producer for the whole "
     "instance (the relay floor row below) spent 3-44 % less CPU per PUT than a producer "
     "per worker at the floor, at most about a fifth of the store's CPU per PUT (§10); "
-    "under gunicorn's uvicorn worker class a prototype wrote 1.22-1.27× as many PUTs "
-    "with 22-23 % less CPU per PUT (§11)"
+    "the store's worker class (§11) saved about a fifth of a PUT's CPU"
 )
 
 
@@ -882,8 +886,9 @@ Written by `bench/run` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {t
 Machine: {os.cpu_count()} cores ({cpu}), {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB,
 Python {platform.python_version()}, Apache Kafka 4.1.1 (bin/kafka-local, one node), kafka-python 3.0.12, {java}.
 Everything (broker, store, baseline, Kafka Streams service, wrk) shares those cores, so each figure stands
-beside a peer measured in the same run. The store runs one instance (gunicorn {WORKERS} workers × {THREADS} threads +
-its consumer process); the baseline (bench/baseline) runs the same gunicorn settings over a DRF
+beside a peer measured in the same run. The store runs one instance (gunicorn {WORKERS} workers of the store's worker
+class, kvstore/api/loop.py, with {THREADS} threads each for writes + its consumer process); the baseline
+(bench/baseline) runs gunicorn's threaded worker, {WORKERS} workers × {THREADS} threads, over a DRF
 ModelViewSet on SQLite (WAL). Load: wrk, 16 connections, {args.seconds} s per figure unless said;
 {USERS:,} users; GET and PUT pick a random existing user. The wrk figures of the store, the baseline
 and the Kafka Streams service: each service first warmed up (GET {WARM_UP_S['get']} s, PUT
@@ -911,10 +916,11 @@ before measuring: a PUT through either is read back through the other). GET read
 an empty disk (the peer in a group whose offsets are committed at the topic's end, so it restores its
 table before it reports RUNNING); warm restart: the same instance stopped cleanly and started again.
 RSS: the store's consumer and gunicorn workers against the one JVM; the routed GET uses two instances of
-each. The three floor rows are not the store: they are what the frame itself allows, the same gunicorn
-serving an app that answers a constant, one that only writes each PUT through a producer per worker
-(`bench/ceiling_app.py`; PROFILES.md §8), and one that writes it through one producer for the whole
-instance, in a process of its own (PROFILES.md §10).
+each. The four floor rows are not the store: they are what the frame itself allows, the same gunicorn
+serving an app that answers a constant, under the store's worker class and under gunicorn's threaded
+worker (which the store ran on until PROFILES.md §11), one that only writes each PUT through a producer
+per worker (`bench/ceiling_app.py`; PROFILES.md §8), and one that writes it through one producer for
+the whole instance, in a process of its own (PROFILES.md §10), both under the threaded worker.
 
 | figure | kvstore | Kafka Streams | ratio | target | verdict |
 | --- | --- | --- | --- | --- | --- |

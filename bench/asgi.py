@@ -1,21 +1,21 @@
-"""gunicorn's worker class, measured: the store and the floor under gunicorn's
-threaded worker (the deployment) and under its uvicorn worker class, beside the
-Kafka Streams service, in one run on one broker.
+"""gunicorn's worker class, measured: the store and the floor under the store's
+worker class (kvstore.api.loop: gunicorn's uvicorn worker, the deployment) and under
+gunicorn's threaded worker (which the store ran on until docs/PROFILES.md §11), beside
+the Kafka Streams service, in one run on one broker.
 
     .venv/bin/python bench/asgi.py [--seconds 8] [--rounds 2]
 
 (after bench/run has once set up wrk and built the peer's jar).
 
 One instance (its consumer, 20,000 records) has two web sides on two ports, both
-3 workers reading its one cache: `store`, the deployment (config.wsgi, 3 x 4
-threads), and `store-uvicorn`, the prototype of bench/asgi_front.py (plain GETs
-answered in the event loop, PUTs written by 4 threads per worker, the rest of the
-store through a2wsgi's bridge). `hello` and
-`hello-uvicorn` are the two worker classes answering a fixed 200. The rounds
-alternate the order of services, as bench/ceiling.py's do; "service" CPU counts the
-instance's consumer for both web sides. Both web sides' workers wake on every write the
-consumer applies, whichever side took it, so PUTs here are slower than in
-bench/ceiling.py: compare the two sides' PUTs with each other only.
+3 workers reading its one cache: `store`, the deployment (config.asgi), and
+`store-threaded`, the same store under the threaded worker (config.wsgi, 3 x 4
+threads). `hello` and `hello-threaded` are the two worker classes answering a fixed
+200 (bench/ceiling_app.py). The rounds alternate the order of services, as
+bench/ceiling.py's do; "service" CPU counts the instance's consumer for both web
+sides. Both web sides' workers wake on every write the consumer applies, whichever
+side took it, so PUTs here are slower than in bench/ceiling.py: compare the two
+sides' PUTs with each other only.
 """
 
 import os
@@ -48,8 +48,8 @@ from tests.brokers import free_port  # noqa: E402
 from tests.instances import GUNICORN, pgrep, wait_for  # noqa: E402
 
 LOADS = {
-    "GET": (GET, ("store", "store-uvicorn", "streams", "hello", "hello-uvicorn")),
-    "PUT": (PUT, ("store", "store-uvicorn", "streams")),
+    "GET": (GET, ("store", "store-threaded", "streams", "hello", "hello-threaded")),
+    "PUT": (PUT, ("store", "store-threaded", "streams")),
 }
 
 
@@ -62,23 +62,21 @@ def main():
             "streams": [peer.pid],
         }
         urls = {"store": node.url, "streams": peer.url}
-        uvicorn, urls["store-uvicorn"] = serve_uvicorn(node, tmp)
-        services.append(uvicorn.terminate)
-        pids["store-uvicorn"] = consumer + pgrep("-P", str(uvicorn.pid))
-        check_agreement(urls["store-uvicorn"], peer.url)
-        check_same_answers(node.url, urls["store-uvicorn"])
-        hello, urls["hello"] = serve("hello", kafka.bootstrap, 1)
-        services.append(hello.terminate)
-        pids["hello"] = pgrep("-P", str(hello.pid))
-        hello, urls["hello-uvicorn"] = serve_uvicorn(node, tmp, "hello")
-        services.append(hello.terminate)
-        pids["hello-uvicorn"] = pgrep("-P", str(hello.pid))
+        threaded, urls["store-threaded"] = serve_threaded(node, tmp)
+        services.append(threaded.terminate)
+        pids["store-threaded"] = consumer + pgrep("-P", str(threaded.pid))
+        check_agreement(urls["store-threaded"], peer.url)
+        check_same_answers(urls["store-threaded"], node.url)
+        for name, app in (("hello", "hello_asgi"), ("hello-threaded", "hello")):
+            hello, urls[name] = serve(app, kafka.bootstrap, 1)
+            services.append(hello.terminate)
+            pids[name] = pgrep("-P", str(hello.pid))
         measure(urls, pids, pgrep("-f", BROKER), args, loads=LOADS)
 
 
 # Headers that differ between two answers of the same server anyway, and the
-# hop-by-hop Connection: keep-alive, which gunicorn sends and uvicorn leaves implied
-# (HTTP/1.1 keeps a connection alive by default).
+# hop-by-hop Connection: keep-alive, which the threaded worker sends and uvicorn
+# leaves implied (HTTP/1.1 keeps a connection alive by default).
 OWN_EACH = {"date", "server", "server-timing", "connection"}
 
 
@@ -108,20 +106,20 @@ def _answer(url, accept):
     return got.status_code, headers, got.content
 
 
-def serve_uvicorn(node, tmp, app="store"):
-    """gunicorn's uvicorn worker class, 3 workers, serving bench/asgi_front:`app`
-    with `node`'s settings: (the process, its URL)."""
+def serve_threaded(node, tmp):
+    """The store under gunicorn's threaded worker, 3 workers x 4 threads, with
+    `node`'s settings and a metrics directory of its own: (the process, its URL)."""
     port = free_port()
     web = subprocess.Popen(
         [GUNICORN, "-c", str(ROOT / "bench" / "asgi_gunicorn.conf.py"), "-w", "3"]
-        + ["-b", f"127.0.0.1:{port}", f"bench.asgi_front:{app}"],
+        + ["--threads", "4", "-b", f"127.0.0.1:{port}", "config.wsgi"],
         cwd=ROOT,
-        env=dict(node.env(), BENCH_METRICS_DIR=str(tmp / f"{app}-uvicorn.metrics")),
+        env=dict(node.env(), BENCH_METRICS_DIR=str(tmp / "threaded.metrics")),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _answers(url + "/healthz"), 30, f"{app} under uvicorn to answer")
+    wait_for(lambda: _answers(url + "/healthz"), 30, "the threaded web side to answer")
     return web, url
 
 

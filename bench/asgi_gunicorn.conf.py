@@ -1,5 +1,5 @@
-"""gunicorn's settings for bench/asgi.py's second web side of one instance: the
-store's hooks (kvstore/api/server.py: the garbage collector's freeze, the workers'
+"""gunicorn's settings for bench/asgi.py's second web side of one instance (the store
+under gunicorn's threaded worker): the store's hooks (kvstore/api/server.py: the garbage collector's freeze, the workers'
 metrics counted together) with a metrics directory of its own, so that starting it
 does not empty the directory of the threaded web side beside it."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from kvstore.api import server
 from kvstore.api.server import post_worker_init  # noqa: F401 (hook)
 
-worker_class = "uvicorn_worker.UvicornWorker"
+worker_class = "gthread"
 metrics_directory = Path(os.environ["BENCH_METRICS_DIR"])
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_directory)
 

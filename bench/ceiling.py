@@ -60,7 +60,7 @@ def main():
             admin.create("ceiling", node.settings.partitions, 1, {})
         relay = start_relay(kafka.bootstrap, node.settings.partitions, tmp)
         services.append(relay.terminate)
-        for app in ("hello", "produce", "relay"):
+        for app in ("hello_asgi", "hello", "produce", "relay"):
             web, urls[app] = serve(
                 app, kafka.bootstrap, node.settings.partitions, relay=tmp / RELAY
             )
@@ -116,12 +116,19 @@ def start_relay(bootstrap, partitions, tmp):
     return relay
 
 
-def serve(app, bootstrap, partitions, workers=3, threads=4, relay=None):
+# The store's worker class (an event loop), and gunicorn's threaded worker, which the
+# store ran on before it (docs/PROFILES.md §11) and the PUT floors still use.
+STORE_WORKER, THREADED = "kvstore.api.loop.StoreWorker", "gthread"
+
+
+def serve(app, bootstrap, partitions, workers=3, threads=4, relay=None, worker=None):
     """gunicorn with the store's worker settings, serving bench/ceiling_app:`app`
-    (`relay`: the socket of bench/ceiling_relay.py, for the app of that name)."""
+    (`relay`: the socket of bench/ceiling_relay.py, for the app of that name), under
+    `worker` (THREADED unless `app` is an ASGI app)."""
+    worker = worker or (STORE_WORKER if app.endswith("_asgi") else THREADED)
     port = free_port()
     web = subprocess.Popen(
-        [GUNICORN, "-w", str(workers), "--threads", str(threads), "-k", "gthread"]
+        [GUNICORN, "-w", str(workers), "--threads", str(threads), "-k", worker]
         + ["-b", f"127.0.0.1:{port}", f"bench.ceiling_app:{app}"],
         cwd=ROOT,
         env=dict(
@@ -135,12 +142,13 @@ def serve(app, bootstrap, partitions, workers=3, threads=4, relay=None):
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _answers(url, app != "hello"), 30, f"{app} to answer")
+    put = app in ("produce", "relay")
+    wait_for(lambda: _answers(url, put), 30, f"{app} to answer")
     return web, url
 
 
 LOADS = {
-    "GET": (GET, ("store", "streams", "hello")),
+    "GET": (GET, ("store", "streams", "hello_asgi", "hello")),
     "PUT": (PUT, ("store", "streams", "produce", "relay")),
 }
 

@@ -1,7 +1,8 @@
 """The floor under the store's HTTP path: WSGI apps that do nothing a key-value
 store must not, served by the same gunicorn as the store (bench/ceiling.py).
 
-- `hello`: a fixed 200 JSON answer with headers like a GET of the store's.
+- `hello`: a fixed 200 JSON answer with headers like a GET of the store's
+  (`hello_asgi`: the same under the store's worker class, kvstore.api.loop).
 - `produce`: one record per request through one idempotent, acks=all, linger-0
   kafka-python producer per worker process (the store's producer settings), answered
   once the broker acknowledges it. No cache, no routing, no read-your-writes wait.
@@ -27,6 +28,7 @@ HEADERS = [
     ("Server-Timing", "total;dur=0.1"),
     ("Vary", "Accept, Cookie"),
 ]
+ASGI_HEADERS = [(name.lower().encode(), value.encode()) for name, value in HEADERS]
 PRODUCER_SETTINGS = dict(
     acks="all", enable_idempotence=True, linger_ms=0, metrics_enabled=False
 )
@@ -42,6 +44,14 @@ _relayed = threading.local()
 def hello(environ, start_response):
     start_response("200 OK", HEADERS)
     return [BODY]
+
+
+async def hello_asgi(scope, receive, send):
+    """`hello` as an ASGI app, for the store's worker class (kvstore.api.loop)."""
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": ASGI_HEADERS})
+    await send({"type": "http.response.body", "body": BODY})
 
 
 def produce(environ, start_response):

@@ -127,7 +127,7 @@ class Instance:
             self.wrap(
                 [
                     GUNICORN,
-                    "config.wsgi",
+                    "config.asgi",
                     "--bind",
                     f"127.0.0.1:{self.port}",
                     "--workers",

@@ -10,6 +10,7 @@ how many there are.
 """
 
 import dataclasses
+import socket
 import uuid
 
 import pytest
@@ -878,11 +879,49 @@ def test_bad_input_is_refused_with_a_json_code_and_changes_nothing(instance, cas
 
 
 def test_the_suite_counts_what_gunicorn_refuses():
-    """State, rather than hide, how many cases never reach Django (gunicorn answers
-    them itself, as JSON through kvstore/api/server.py), and keep the suite large."""
+    """State, rather than hide, how many cases never reach Django (the web server
+    answers them itself, as JSON through kvstore/api/loop.py), and keep the suite
+    large."""
     by_gunicorn = [case for case in CASES if case.gunicorn]
     assert len(CASES) >= 400 and len({case.name for case in CASES}) == len(CASES)
     assert len(by_gunicorn) == 40, [case.name for case in by_gunicorn]
+
+
+def test_an_unknown_method_reaches_django_and_the_connection_goes_on(instance):
+    """llhttp, the store's HTTP parser, knows a fixed list of methods; one it does not
+    know but gunicorn would pass on still gets Django's 405 with its Allow header, as
+    the first request on a connection or a later one, and the next request on the
+    connection is parsed with its own method (kvstore/api/loop.py)."""
+    get = b"GET /api/kv/bad-input-item HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    foo = b"FOO /api/kv/bad-input-item HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", instance.port), timeout=30) as sock:
+        answers = [_exchange(sock, request) for request in (foo, get, foo, get)]
+    for refused in answers[0::2]:
+        assert (refused.status, refused.json()["code"]) == (405, "method_not_allowed")
+        assert "GET" in refused.headers["allow"], refused.headers
+    for served in answers[1::2]:
+        assert (served.status, served.json()) == (200, {"v": 1})
+
+
+def _exchange(sock, request):
+    """Send one request on a kept-alive connection; its Answer (one with a
+    Content-Length)."""
+    sock.sendall(request)
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += _more(sock)
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = int(rawhttp.parse(head + b"\r\n\r\n").headers["content-length"])
+    while len(body) < length:
+        body += _more(sock)
+    return rawhttp.parse(head + b"\r\n\r\n" + body)
+
+
+def _more(sock):
+    chunk = sock.recv(65536)
+    if not chunk:
+        raise ConnectionError("the server closed the connection")
+    return chunk
 
 
 def test_the_instance_still_serves_after_the_suite(instance):
