@@ -28,6 +28,10 @@ from kvstore.api.fast import MIN_POSITION, NOT_PLAIN, _context
 from kvstore.api.watch import SEND_TIMEOUT
 
 NO_BODY = b""
+# Where a plain GET's scope keeps its context once the fast path has declined it in the
+# event loop (a 404, a key not learned yet, a redirect past the hop limit): the bridge
+# then hands it straight to Django instead of trying the fast path again.
+DECLINED = "kvstore.declined"
 
 
 class ClientGone(OSError):
@@ -67,12 +71,15 @@ class Front:
         await self.bridge(scope, receive, send)
 
     def _wsgi(self, environ, start_response):
-        environ["RAW_URI"] = _raw_uri(environ["asgi.scope"])
+        scope = environ["asgi.scope"]
+        environ["RAW_URI"] = _raw_uri(scope)
+        if DECLINED in scope:
+            return self.fast._learn(environ, start_response, scope[DECLINED])
         return self.fast(environ, start_response)
 
     def _fast_get(self, scope):
         """The fast path's (status, headers, body) for a plain GET that needs no
-        wait, else None."""
+        wait, else None (and DECLINED in the scope if the fast path said no)."""
         environ = build_environ(scope, io.BytesIO(NO_BODY))
         environ["RAW_URI"] = _raw_uri(scope)
         plain = self.fast._plain(environ, NOT_PLAIN)
@@ -80,7 +87,10 @@ class Front:
             return None
         namespace, key, hops = plain
         context = _context(environ, namespace)
-        return self.fast._answer(environ, namespace, key, context, hops)
+        answer = self.fast._answer(environ, namespace, key, context, hops)
+        if answer is None:
+            scope[DECLINED] = context
+        return answer
 
     async def _whole(self, scope, receive, send):
         chunks = []
@@ -198,23 +208,26 @@ def _bounded(scope):
     """Whether a request declares a body the store would read: a Content-Length
     within Django's limit and no Transfer-Encoding. Any other is the store's to
     refuse before its body arrives, so it goes through the bridge."""
-    length = None
-    for name, value in scope["headers"]:
-        if name == b"transfer-encoding":
-            return False
-        if name == b"content-length":
-            length = value
+    length, coded = _framing(scope)
     return (
-        length is not None
+        not coded
+        and length is not None
         and length.isdigit()
         and int(length) <= django_settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     )
 
 
 def _has_body(scope):
+    length, coded = _framing(scope)
+    return coded or (length is not None and length != b"0")
+
+
+def _framing(scope):
+    """(its Content-Length or None, whether it has a Transfer-Encoding) of a request."""
+    length, coded = None, False
     for name, value in scope["headers"]:
-        if name == b"transfer-encoding" or (
-            name == b"content-length" and value != b"0"
-        ):
-            return True
-    return False
+        if name == b"transfer-encoding":
+            coded = True
+        elif name == b"content-length":
+            length = value
+    return length, coded

@@ -32,7 +32,7 @@ from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
 from kvstore import conf
-from kvstore.api.server import BEGIN_GRACE, CODES, wait_for_drain
+from kvstore.api.server import BEGIN_GRACE, wait_for_drain
 
 # gunicorn's defaults (its --limit-request-* settings replace them).
 LIMITS = {"line": 4094, "fields": 100, "field_size": 8190}
@@ -43,6 +43,9 @@ CODINGS = (b"chunked", b"gzip", b"x-gzip", b"deflate", b"compress", b"identity")
 CONVENTIONAL_METHOD = re.compile(rb"([A-Z]{3,20}) ")
 STAND_IN = b"PURGE"
 ABSOLUTE = re.compile(rb"https?://", re.IGNORECASE)
+# The JSON code of each status the server refuses with (400: "bad_request", unless the
+# refusal names its own).
+CODES = {414: "uri_too_long", 417: "expectation_failed", 431: "headers_too_large"}
 
 
 class Refusal(Exception):

@@ -1,8 +1,8 @@
-"""The web server's parts that do not depend on its worker class: the JSON codes of
-its own refusals (kvstore.api.loop writes them), a stop that waits for this instance's
-consumer to drain, and the master's part in the workers' metrics (one directory per
-instance, emptied at start, a dead worker's live gauges dropped). `gunicorn.conf.py`
-selects the worker (kvstore.api.loop.StoreWorker) and calls the hooks.
+"""The web server's parts that do not depend on its worker class: a stop that waits
+for this instance's consumer to drain, and the master's part in the workers' metrics
+(one directory per instance, emptied at start, a dead worker's live gauges dropped).
+`gunicorn.conf.py` selects the worker (kvstore.api.loop.StoreWorker) and calls the
+hooks.
 
 A draining stop: when the consumer leaves the group, the peers go on redirecting to this
 instance until they know the new owners, so its web side must keep answering (503, then
@@ -24,15 +24,6 @@ from kvstore import cache, conf, drain, lease
 # have got its SIGTERM at the same moment); past that, only the web side is stopping.
 BEGIN_GRACE = {"master": 2.0, "worker": 1.0}
 DRAIN_LIMIT = drain.TIMEOUT + 5
-
-CODES = {
-    400: "bad_request",
-    403: "forbidden",
-    414: "uri_too_long",
-    417: "expectation_failed",
-    431: "headers_too_large",
-    500: "server_error",
-}
 
 
 def post_worker_init(worker):
