@@ -635,7 +635,7 @@ class TestFastPath:
 
 
 def test_only_views_whose_hooks_it_may_run_are_written_below_django():
-    from kvstore.api.fast import writes_below_django
+    from kvstore.api.fastwrite import writes_below_django
     from kvstore.api.views import KeyValueViewSet, NamespaceViewSet
     from users.views import UserViewSet
 

@@ -14,36 +14,32 @@ project's middleware adds (security headers, HSTS, Vary, Allow) stays identical;
 the headers that vary per answer (OWN) are the fast path's own.
 
 A PUT is plain when its view keeps NamespaceViewSet's `update` and the fast path may run
-its write hooks (`_writer`), with a JSON body the store's parser and the view's
-`to_value` take, no precondition, idempotency key or position, and only after Django has
-answered a PUT 200 or 201 for the same namespace, host and scheme (so that host is one
-Django answers). A PUT for a key another instance
-owns goes to Django before anything is written (for its 307). Otherwise it is written
-once, whatever the outcome: one the fast path has not learned to answer (a 202, any
-error) goes on to Django with the attempt in the environ (ATTEMPT), and the view
-answers with that outcome instead of writing (`attempted`). Those answers, like the
-fast path's own, end their `Server-Timing` in "fast".
+its write hooks (kvstore.api.fastwrite's `writer`), with a JSON body the store's parser
+and the view's `to_value` take, no precondition, idempotency key or position, and only
+after Django has answered a PUT 200 or 201 for the same namespace, host and scheme (so
+that host is one Django answers). A PUT for a key another instance owns goes to Django
+before anything is written (for its 307). Otherwise it is written once, whatever the
+outcome: one the fast path has not learned to answer (a 202, any error) goes on to
+Django with the attempt in the environ (ATTEMPT), and the view answers with that
+outcome instead of writing (`fastwrite.attempted`). Those answers, like the fast
+path's own, end their `Server-Timing` in "fast".
 """
 
-import dataclasses
-import inspect
-import io
 import re
 import threading
 import time
 
-from django.conf import settings as django_settings
 from django.urls import resolve
 from rest_framework.exceptions import APIException
 
-from kvstore import keys, metrics, positions, routing, timing
-from kvstore.api import auth, redirects
+from kvstore import keys, metrics, positions, timing
+from kvstore.api import auth, fastwrite, redirects
+from kvstore.api.fastwrite import ATTEMPT
 from kvstore.api.handlers import MAX_HOPS, json_response
-from kvstore.api.parsers import StoreJSONParser
 from kvstore.api.renderers import ValueJSONRenderer
 from kvstore.conf import store_settings
 from kvstore.entries import NO_WAIT, Condition, Wait
-from kvstore.errors import InvalidKey, NotOwner, StoreError
+from kvstore.errors import NotOwner, StoreError
 from kvstore.positions import HEADER as POSITION
 from kvstore.repository import get_repository
 
@@ -81,11 +77,6 @@ WRITE_NOT_PLAIN = NOT_PLAIN + (
     "HTTP_IDEMPOTENCY_KEY",
     MIN_POSITION,
 )
-# The environ key of a write the fast path made and left Django to answer: a client's
-# headers all arrive as HTTP_*, so no request can carry one.
-ATTEMPT = "kvstore.fast.attempt"
-# The write hooks of kvstore.api.views.NamespaceViewSet that the fast path runs itself.
-WRITE_HOOKS = ("to_value", "merge", "write_condition")
 
 
 class FastPath:
@@ -203,14 +194,14 @@ class FastPath:
         for Django: to refuse it, or (with ATTEMPT set) to answer the write's outcome.
         """
         learned = [self._learned.get((context, "PUT", s)) for s in (OK, CREATED)]
-        viewset = _writer(namespace, environ["PATH_INFO"])
+        viewset = fastwrite.writer(namespace, environ["PATH_INFO"])
         if learned == [None, None] or viewset is None:
             return None  # until Django has answered a PUT here, this host is unproven
-        if not _valid(key) or not _may(environ, keys.WRITE):
+        if not fastwrite.valid_key(key) or not _may(environ, keys.WRITE):
             return None  # Django says why
         view = viewset()
-        value = _value(environ, view)
-        if value is _REFUSED:
+        value = fastwrite.value(environ, view)
+        if value is fastwrite.REFUSED:
             return None
         started = time.perf_counter()
         phases = timing.begin()
@@ -225,14 +216,18 @@ class FastPath:
         except NotOwner:
             return None  # routed before anything was written: Django answers the 307
         except Exception as error:  # whatever it was, it is Django's to answer
-            environ[ATTEMPT] = Attempt(namespace, key, None, error, phases, started)
+            environ[ATTEMPT] = fastwrite.Attempt(
+                namespace, key, None, error, phases, started
+            )
             return None
         finally:
             metrics.IN_PROGRESS.dec()
             timing.end()
         template = learned[1] if result.created else learned[0]
         if template is None or not result.applied:
-            environ[ATTEMPT] = Attempt(namespace, key, result, None, phases, started)
+            environ[ATTEMPT] = fastwrite.Attempt(
+                namespace, key, result, None, phases, started
+            )
             return None
         version = result.version
         position = positions.single(namespace, version.partition, version.offset)
@@ -335,101 +330,3 @@ def _may(environ, need):
     except APIException:  # an unreadable or unknown key: Django answers 401
         return False
     return principal is not None and principal.may(need)
-
-
-@dataclasses.dataclass
-class Attempt:
-    """A write the fast path made, for Django to answer: its WriteResult or the error
-    it raised, with the request's time so far."""
-
-    namespace: str
-    key: str
-    result: object
-    error: BaseException
-    phases: dict
-    started: float
-
-    def outcome(self):
-        """The WriteResult; raises the write's error."""
-        if self.error is not None:
-            raise self.error
-        return self.result
-
-
-def attempted(request, namespace, key):
-    """The fast path's Attempt at this PUT, or None when it made none."""
-    attempt = request.META.get(ATTEMPT)
-    if attempt is None or request.method != "PUT":
-        return None
-    if (attempt.namespace, attempt.key) != (namespace, key):
-        raise RuntimeError("a fast-path write reached another view")  # never
-    return attempt
-
-
-_REFUSED = object()
-_PARSER = StoreJSONParser()
-
-
-class _Body:
-    """What a view's `to_value` hook reads of a plain PUT: its body, and the JSON value
-    the store's parser (kvstore.api.parsers) makes of it."""
-
-    def __init__(self, body, data):
-        self.body, self.data = body, data
-
-
-def _value(environ, view):
-    """The value `view` would write for a plain PUT (its `to_value` of the body, as the
-    store's parser reads it), or _REFUSED for a body either would refuse, or that is
-    not plain; Django reads the body again, from the copy left in the environ, to
-    answer."""
-    if environ.get("CONTENT_TYPE") != "application/json":
-        return _REFUSED
-    length = environ.get("CONTENT_LENGTH") or ""
-    limit = django_settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-    if not length.isdigit() or (limit is not None and int(length) > limit):
-        return _REFUSED
-    body = environ["wsgi.input"].read(int(length))
-    environ["wsgi.input"] = io.BytesIO(body)
-    if len(body) != int(length):
-        return _REFUSED
-    try:
-        data = _PARSER.parse(io.BytesIO(body), "application/json", {})
-        return view.to_value(_Body(body, data), partial=False)
-    except APIException:  # not JSON, not text, a value refused, or invalid
-        return _REFUSED
-
-
-_writers = {}
-
-
-def _writer(namespace, path):
-    """The namespace's view class when the fast path may write its plain PUTs, else
-    None."""
-    if namespace not in _writers:
-        viewset = _viewset(path)
-        _writers[namespace] = viewset if writes_below_django(viewset) else None
-    return _writers[namespace]
-
-
-def writes_below_django(viewset):
-    """Whether the fast path may write a view's plain PUTs through its hooks: it must
-    keep NamespaceViewSet's `update`, and either its write hooks too or say that they
-    read nothing of a request but its body and data (`fast_writes`)."""
-    from kvstore.api.views import NamespaceViewSet
-
-    def stock(hook):
-        # unwrap: drf-spectacular's schema decorators wrap inherited methods.
-        ours = inspect.unwrap(getattr(NamespaceViewSet, hook))
-        return inspect.unwrap(getattr(viewset, hook)) is ours
-
-    hooks = viewset.fast_writes or all(map(stock, WRITE_HOOKS))
-    return stock("update") and hooks
-
-
-def _valid(key):
-    try:
-        routing.validate_key(key)
-    except InvalidKey:
-        return False
-    return True

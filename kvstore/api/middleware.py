@@ -9,7 +9,7 @@ anything reads them (`refuse`)."""
 from rest_framework.exceptions import APIException, UnsupportedMediaType
 
 from kvstore import routing, timing
-from kvstore.api import auth, fast, params, redirects
+from kvstore.api import auth, fastwrite, params, redirects
 from kvstore.api.handlers import json_response, redirect_or_loop, refusal
 from kvstore.conf import store_settings
 from kvstore.errors import InvalidRequest, LengthRequired, NotOwner, StoreError
@@ -32,7 +32,7 @@ class RedirectToOwnerMiddleware:
         return redirects.namespace_pattern(namespaces, ITEM).match(path)
 
     def __call__(self, request):
-        if fast.ATTEMPT in request.META:
+        if fastwrite.ATTEMPT in request.META:
             # Written here already, below Django: the view answers with the outcome.
             return self.get_response(request)
         match = self._item(request.path_info)

@@ -8,7 +8,7 @@ with the time they took there."""
 import time
 
 from kvstore import metrics, timing
-from kvstore.api import fast, redirects
+from kvstore.api import fastwrite, redirects
 from kvstore.conf import store_settings
 
 
@@ -19,7 +19,7 @@ class ObserveMiddleware:
     def __call__(self, request):
         started = time.perf_counter()
         phases = timing.begin()
-        attempt = request.META.get(fast.ATTEMPT)
+        attempt = request.META.get(fastwrite.ATTEMPT)
         if attempt is not None:  # a write made below Django: its time counts too
             started = attempt.started
             phases.update(attempt.phases)

@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from kvstore import cache, cluster, keys, lease, positions, routing, writes
-from kvstore.api import fast, params, schema, shapes
+from kvstore.api import fastwrite, params, schema, shapes
 from kvstore.conf import NAMESPACES, store_settings
 from kvstore.errors import InvalidRequest
 from kvstore.repository import ANY, Condition, get_repository
@@ -160,7 +160,7 @@ class NamespaceViewSet(viewsets.ViewSet):
             return self.repository.changed(self.namespace, key, unchanged, seconds)
 
     def update(self, request, key, partial=False):
-        attempt = fast.attempted(request, self.namespace, key)
+        attempt = fastwrite.attempted(request, self.namespace, key)
         if attempt is not None:  # written below Django: answer with its outcome
             result = attempt.outcome()
         else:
