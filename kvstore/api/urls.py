@@ -6,7 +6,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from kvstore.api import operator, views, watch
+from kvstore.api import instance, operator, views, watch
 
 
 class NamespaceRouter(SimpleRouter):
@@ -29,16 +29,16 @@ urlpatterns = [
     ),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/", include(router.urls)),
-    path("api/cluster", views.ClusterView.as_view(), name="cluster"),
+    path("api/cluster", instance.ClusterView.as_view(), name="cluster"),
     path(
         "api/cluster/status",
         operator.ClusterStatusView.as_view(),
         name="cluster-status",
     ),
-    path("api/internal/group", views.GroupView.as_view(), name="internal-group"),
+    path("api/internal/group", instance.GroupView.as_view(), name="internal-group"),
     path(
         "api/internal/entries/<str:namespace>",
-        views.PartitionEntriesView.as_view(),
+        instance.PartitionEntriesView.as_view(),
         name="partition-entries",
     ),
     path(
@@ -46,8 +46,8 @@ urlpatterns = [
         watch.DecisionsView.as_view(),
         name="decisions",
     ),
-    path("healthz", views.healthz, name="healthz"),
-    path("readyz", views.ready, name="readyz"),
+    path("healthz", instance.healthz, name="healthz"),
+    path("readyz", instance.ready, name="readyz"),
     # For operators, outside the API and its schema.
     path("metrics", operator.prometheus, name="metrics"),
     path("cluster/", operator.cluster_page, name="cluster-page"),
