@@ -1,7 +1,8 @@
 """gunicorn's settings for bench/asgi.py's second web side of one instance (the store
-under gunicorn's threaded worker): the store's hooks (kvstore/api/server.py: the garbage collector's freeze, the workers'
-metrics counted together) with a metrics directory of its own, so that starting it
-does not empty the directory of the threaded web side beside it."""
+under gunicorn's threaded worker): the store's hooks (kvstore/api/server.py: the
+garbage collector's freeze, the workers' metrics counted together) with a metrics
+directory of its own, so that starting it does not empty the directory of the web side
+beside it."""
 
 import os
 from pathlib import Path

@@ -29,7 +29,6 @@ import re
 import threading
 import time
 
-from django.urls import resolve
 from rest_framework.exceptions import APIException
 
 from kvstore import keys, metrics, positions, timing
@@ -153,7 +152,9 @@ class FastPath:
         status = seen.get("status", "")
         learned = (context, environ["REQUEST_METHOD"], status)
         if status in (OK, CREATED, REDIRECT) and learned not in self._learned:
-            template = _Template(seen["headers"], _viewset(environ["PATH_INFO"]))
+            template = _Template(
+                seen["headers"], fastwrite.viewset_of(environ["PATH_INFO"])
+            )
             with self._lock:
                 self._learned.setdefault(learned, template)
         return body
@@ -299,10 +300,6 @@ def _context(environ, namespace):
         environ.get("HTTP_X_FORWARDED_HOST"),
         environ.get("HTTP_X_FORWARDED_PORT"),
     )
-
-
-def _viewset(path):
-    return resolve(path).func.cls
 
 
 class _Meta:

@@ -92,9 +92,14 @@ def writer(namespace, path):
     """The namespace's view class when the fast path may write its plain PUTs, else
     None."""
     if namespace not in _writers:
-        viewset = resolve(path).func.cls
+        viewset = viewset_of(path)
         _writers[namespace] = viewset if writes_below_django(viewset) else None
     return _writers[namespace]
+
+
+def viewset_of(path):
+    """The view class that serves `path`."""
+    return resolve(path).func.cls
 
 
 def writes_below_django(viewset):

@@ -2,11 +2,12 @@
 peers' GET /api/internal/decisions/{namespace}, which tells a watch on another instance
 which records took no effect.
 
-A stream holds one web thread for its life (gunicorn's threaded worker gives streams
-threads of their own, kvstore.api.server) and one of the instance's
-KVSTORE_MAX_WATCHES slots; the response is written as the events come, with a send
-timeout, so a client that stops reading is cut off. Why this serving model:
-docs/WATCH.md.
+A stream holds one thread for its life (the store's worker class runs it in the bridge's
+pool, which has a thread for every one of the instance's KVSTORE_MAX_WATCHES slots
+beside `--threads`, kvstore.api.front) and one of those slots; the response is written
+as the events come, with a send timeout (the bridge's SEND_TIMEOUT; under config.wsgi
+on gunicorn's threaded worker, the socket's), so a client that stops reading is cut
+off. Why this serving model: docs/WATCH.md.
 """
 
 import re
